@@ -1,0 +1,1 @@
+"""The data plane: handlers deployed as Lambda functions (standard library + boto3 only)."""

@@ -250,7 +250,11 @@ class ReplicationSettings(SpecModel):
 class PeerCredentials(SpecModel):
     """How each sender Lambda reaches the PEER partition's Kinesis stream."""
 
-    mode: CredentialsMode = Field(default=CredentialsMode.ACCESS_KEY, description="accessKey.")
+    mode: CredentialsMode = Field(
+        default=CredentialsMode.ACCESS_KEY,
+        description="accessKey: an IAM user per side that may only put records to that side's "
+        "stream; its key is kept in the peer's SSM as a SecureString.",
+    )
     rotation_days: int = Field(
         default=30, ge=1, le=365, description="Age at which the peer access key is rotated."
     )

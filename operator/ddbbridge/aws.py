@@ -26,8 +26,8 @@ READ_ONLY_PREFIXES = ("Describe", "Get", "List", "Scan", "Query", "BatchGet", "R
 def parse_endpoints(text: str | None) -> dict[str, str]:
     """Parse `region=url,region=url` into a mapping; blank entries are ignored."""
     endpoints: dict[str, str] = {}
-    for entry in (text or "").split(","):
-        entry = entry.strip()
+    for raw in (text or "").split(","):
+        entry = raw.strip()
         if not entry:
             continue
         region, sep, url = entry.partition("=")
@@ -82,7 +82,8 @@ class RegionSession:
     def client(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:
-                client = self.session.client(
+                # A plain `str` service name matches none of boto3-stubs' Literal overloads.
+                client = self.session.client(  # type: ignore[call-overload]
                     service,
                     region_name=self.region,
                     endpoint_url=self.endpoint,

@@ -8,6 +8,7 @@ their own and refused only as an UPDATE of the sample (immutability rules need `
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,15 @@ CRD_FILE = REPOSITORY / "crds" / "tablereplicationpairs.ddbbridge.io.yaml"
 Manifest = dict[str, Any]
 
 
-def minimal_pair() -> Manifest:
+@functools.cache
+def _parsed_minimal_sample() -> Manifest:
     document: Manifest = yaml.safe_load(MINIMAL_SAMPLE.read_text(encoding="utf-8"))
     return document
+
+
+def minimal_pair() -> Manifest:
+    """A fresh copy of samples/pair.yaml (parsed once: callers mutate what they get)."""
+    return copy.deepcopy(_parsed_minimal_sample())
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ INVALID_PAIRS: tuple[InvalidPair, ...] = (
         "pair-name-too-long",
         _set("metadata.name", "a-pair-name-longer-than-24"),
         "metadata.name",
-        r"metadata\.name.*(should match|at most 24)",
+        r"metadata\.name.*(should match|24)",
     ),
     InvalidPair(
         "side-table-changed",

@@ -64,10 +64,13 @@ def pair_crd(kube_cluster: KubeClusterAccess, admin: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def namespace(kube_cluster: KubeClusterAccess, pair_crd: str) -> str:
+def namespace(kube_cluster: KubeClusterAccess, pair_crd: str) -> Iterator[str]:
     name = _unique("trp-e2e")
     kube_cluster.kubectl("create", "namespace", name)
-    return name
+    yield name
+    # Leave no pairs behind for an operator that a later test module may run cluster-wide.
+    kube_cluster.kubectl("delete", "trp", "--all", "-n", name, "--wait=true")
+    kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def _apply(kube: KubeClusterAccess, namespace: str, document: dict[str, Any], *extra: str) -> Any:

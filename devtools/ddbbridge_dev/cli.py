@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from ddbbridge_dev import environment, processes
+from ddbbridge_dev.runner import service as runner_service
 
 
 def register(subparsers: Any) -> None:
@@ -28,6 +29,9 @@ def register(subparsers: Any) -> None:
     wan = commands.add_parser("wan", help="cut or restore the simulated WAN between regions")
     wan.add_argument("action", choices=("cut", "restore"))
     wan.set_defaults(handler=_wan)
+    runner = commands.add_parser("runner", help="run the local Lambda runner in the foreground")
+    runner_service.add_arguments(runner)
+    runner.set_defaults(handler=runner_service.run_foreground)
 
 
 def _add_up(commands: Any) -> None:
@@ -42,10 +46,13 @@ def _add_up(commands: Any) -> None:
     up.add_argument(
         "--rtt-ms", type=float, default=0.0, help="simulated round trip between regions (0: none)"
     )
+    up.add_argument("--no-runner", action="store_true", help="do not start the local Lambda runner")
     up.set_defaults(handler=_up)
 
 
 def _components(args: argparse.Namespace) -> frozenset[str]:
+    if getattr(args, "no_runner", False):
+        return environment.DEFAULT_COMPONENTS - {"runner"}
     return environment.DEFAULT_COMPONENTS
 
 

@@ -29,7 +29,7 @@ from ddbbridge_dev import processes, state
 from ddbbridge_dev.processes import ProcessRecord
 
 DEFAULT_REGIONS: tuple[str, ...] = ("cn-north-1", "ap-southeast-1")
-DEFAULT_COMPONENTS: frozenset[str] = frozenset({"regions", "proxy"})
+DEFAULT_COMPONENTS: frozenset[str] = frozenset({"regions", "proxy", "runner"})
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 PROCESSES_SECTION = "processes"
 HOST = "127.0.0.1"
@@ -213,11 +213,21 @@ def wan(action: str) -> dict[str, Any]:
     return result
 
 
+# --- local Lambda runner ------------------------------------------------------------------------
+
+
+def start_runner(ctx: UpContext) -> None:
+    """The local Lambda runner: serves every region's event source mappings (it re-reads the regions
+    section live, so it needs nothing from this context but the dev dir in its environment)."""
+    record = ctx.spawn("runner", "lambda", processes.python_module_argv("ddbbridge_dev.runner"))
+    state.write_section("runner", {"pid": record["pid"], "log": record["log"], "mode": "background"})
+
+
 # --- the environment as a whole ------------------------------------------------------------------
 
 Starter = Callable[[UpContext], None]
-STARTERS: dict[str, Starter] = {"regions": start_regions, "proxy": start_proxy}
-START_ORDER: tuple[str, ...] = ("regions", "proxy")
+STARTERS: dict[str, Starter] = {"regions": start_regions, "proxy": start_proxy, "runner": start_runner}
+START_ORDER: tuple[str, ...] = ("regions", "proxy", "runner")
 # Per-section health checks beyond "its processes run": (section, check(name, entry) per entry or whole).
 HEALTH_CHECKS: dict[str, Callable[[str, Mapping[str, Any]], ComponentStatus]] = {"proxy": _proxy_health}
 # Sections `down` clears besides those of recorded processes.

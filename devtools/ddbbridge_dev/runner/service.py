@@ -1,18 +1,17 @@
-"""Running the runner: in the foreground (`ddbbridge dev runner`) or in the background (`dev up`).
+"""Running the runner in the foreground: `ddbbridge dev runner` and `python -m ddbbridge_dev.runner`.
 
-The background runner is a child process in its own session whose pid and log are kept in the dev
-state's `runner` section; stopping signals exactly that pid (after checking it is our runner).
+`dev up` starts the same entry point in the background (`environment.start_runner`), records its pid
+in the dev state's `runner` section, and `dev down` stops exactly that pid (SIGTERM: the runner
+finishes in-flight invocations and kills its workers; workers also die with it on SIGKILL).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from ddbbridge_dev.runner.loop import Runner
 from ddbbridge_dev.runner.options import RunnerOptions
-from ddbbridge_dev.state import dev_dir, read_section, write_section
+from ddbbridge_dev.state import read_section, write_section
 
 SECTION = "runner"
 
@@ -125,63 +124,3 @@ def run_foreground(args: argparse.Namespace) -> int:
         if section.get("pid") == os.getpid() and section.get("mode") == "foreground":
             write_section(SECTION, None)
     return 0
-
-
-def start_background(
-    *, fast: bool = False, endpoints: dict[str, str] | None = None, env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Start the runner as a background process unless one runs; returns the state section."""
-    current = status()
-    if current["running"]:
-        return current
-    log_path = dev_dir() / "runner" / "runner.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "ddbbridge_dev.runner"]
-    if fast:
-        command.append("--fast")
-    if endpoints:
-        command += ["--endpoints", ",".join(f"{region}={url}" for region, url in endpoints.items())]
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,  # survives the terminal of `dev up`
-            env={**os.environ, **(env or {}), "DDBBRIDGE_DEV_DIR": str(dev_dir())},
-        )
-    section = {
-        "pid": process.pid,
-        "log": str(log_path),
-        "fast": fast,
-        "mode": "background",
-        "started": time.time(),
-    }
-    write_section(SECTION, section)
-    return {**section, "running": True}
-
-
-def stop_background(timeout: float = 30.0) -> int | None:
-    """Stop the runner recorded in the state (by pid); returns the pid stopped, if any."""
-    section = read_section(SECTION) or {}
-    pid = section.get("pid")
-    if not pid or not _alive(int(pid)) or not _is_runner(int(pid)):
-        write_section(SECTION, None)
-        return None
-    pid = int(pid)
-    os.kill(pid, signal.SIGTERM)  # the runner stops its lanes and kills its workers
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        _reap(pid)
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)  # workers die with it (parent-death signal)
-        _reap(pid)
-    write_section(SECTION, None)
-    return pid
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status when the runner is our own child (avoids a zombie looking alive)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)

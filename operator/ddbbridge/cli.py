@@ -8,7 +8,14 @@ import sys
 from collections.abc import Sequence
 
 # Modules that expose `register(subparsers)`; each sets `handler` on its parser.
-COMMAND_MODULES: tuple[str, ...] = ("ddbbridge_dev.cli", "ddbbridge.crd", "ddbbridge.docs")
+COMMAND_MODULES: tuple[str, ...] = (
+    "ddbbridge_dev.cli",
+    "ddbbridge.load",
+    "ddbbridge.verify",
+    "ddbbridge.lifecycle_cli",
+    "ddbbridge.crd",
+    "ddbbridge.docs",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

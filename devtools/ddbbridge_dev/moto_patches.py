@@ -45,7 +45,12 @@ class Patch:
 
 def _disable_esm_invocation() -> None:
     def add(self: StreamShard, old: Any, new: Any) -> None:
-        view_type = self.table.stream_specification["StreamViewType"]  # type: ignore[index]
+        specification = self.table.stream_specification or {}
+        if not specification.get("StreamEnabled"):
+            # moto keeps the shard after a stream is disabled and then fails every write with a
+            # KeyError (HTTP 500); DynamoDB simply stops recording changes.
+            return
+        view_type = specification["StreamViewType"]
         event_name = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
         sequence = len(self.items) + self.starting_sequence_number
         record = StreamRecord(self.table, view_type, event_name, old, new, sequence)

@@ -23,6 +23,7 @@ from typing import Any
 from ddbbridge.names import SideNames, log_group
 from ddbbridge.spec import PairManifest, RegionSpec, partition_of
 from ddbbridge_lambdas.config import HandlerConfig, KeyAttribute
+from ddbbridge_lambdas.ledger import KEY as LEDGER_HASH_KEY
 
 RUNTIME = "python3.12"
 SENDER_HANDLER = "ddbbridge_lambdas.sender.handler"
@@ -31,7 +32,8 @@ STREAM_VIEW_TYPE = "NEW_AND_OLD_IMAGES"
 LAMBDA_SERVICE_PRINCIPAL = "lambda.amazonaws.com"  # the same in aws-cn for Lambda
 QUEUE_RETENTION_SECONDS = 14 * 24 * 3600  # SQS maximum: dead letters outlive a two-week absence
 LEDGER_TTL_ATTRIBUTE = "expires_at"
-BOOKKEEPING_KEY = ("PK", "S")  # hash key of the ledger and stats tables
+LEDGER_KEY = (LEDGER_HASH_KEY, "S")  # canonical item key string, written by the handlers
+STATS_KEY = ("PK", "S")
 CREDENTIALS_TTL_SECONDS = 300
 VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
 
@@ -61,7 +63,7 @@ class BookkeepingTable:
     arn: str
     ttl_attribute: str | None
     tags: dict[str, str]
-    hash_key: tuple[str, str] = BOOKKEEPING_KEY
+    hash_key: tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -266,25 +268,25 @@ def lambda_trust_policy() -> Policy:
     }
 
 
-BOOKKEEPING_ACTIONS = [
-    "dynamodb:GetItem",
-    "dynamodb:BatchGetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:ConditionCheckItem",
-]
+# Exactly the calls the handlers make (ddbbridge_lambdas); a TransactWriteItems needs the action of
+# each of its parts (Put, Delete) on each table it touches.
+LEDGER_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem"]
+# The applier writes replicated versions and deletes (conditional Put/Delete in a transaction).
 USER_TABLE_APPLY_ACTIONS = [
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
     "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+]
+# The sender re-stamps unstamped application writes (conditional UpdateItem) and enforces a
+# tombstone by deleting an older peer version applied in the meantime.
+USER_TABLE_SENDER_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
-    "dynamodb:ConditionCheckItem",
 ]
-# The sender re-stamps unstamped application writes with a conditional update on unchanged content.
-USER_TABLE_STAMP_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
-STATS_ACTIONS = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+STATS_ACTIONS = ["dynamodb:UpdateItem"]
 LOG_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
 PEER_WRITER_ACTIONS = ["kinesis:PutRecord", "kinesis:PutRecords"]
 KINESIS_READ_ACTIONS = [
@@ -314,8 +316,10 @@ def desired_region(
     tags = pair_tags(manifest)
     stream_arn = facts.table_stream_arn or placeholder_stream_arn(arns, side.table_name)
 
-    ledger = BookkeepingTable(names.ledger_table, arns.table(names.ledger_table), LEDGER_TTL_ATTRIBUTE, tags)
-    stats = BookkeepingTable(names.stats_table, arns.table(names.stats_table), None, tags)
+    ledger = BookkeepingTable(
+        names.ledger_table, arns.table(names.ledger_table), LEDGER_TTL_ATTRIBUTE, tags, LEDGER_KEY
+    )
+    stats = BookkeepingTable(names.stats_table, arns.table(names.stats_table), None, tags, STATS_KEY)
     inbound = KinesisStream(
         names.inbound_stream,
         arns.kinesis_stream(names.inbound_stream),
@@ -342,8 +346,8 @@ def desired_region(
             [stream_arn],
         ),
         statement("ListTableStreams", ["dynamodb:ListStreams"], [arns.table_streams(side.table_name)]),
-        statement("StampUnstampedWrites", USER_TABLE_STAMP_ACTIONS, [arns.table(side.table_name)]),
-        statement("VersionLedger", BOOKKEEPING_ACTIONS, [ledger.arn]),
+        statement("StampAndEnforce", USER_TABLE_SENDER_ACTIONS, [arns.table(side.table_name)]),
+        statement("VersionLedger", LEDGER_ACTIONS, [ledger.arn]),
         statement("Stats", STATS_ACTIONS, [stats.arn]),
         statement(
             "ReadPeerCredentials",
@@ -359,7 +363,7 @@ def desired_region(
     applier_policy = policy(
         statement("ReadInboundStream", KINESIS_READ_ACTIONS, [inbound.arn]),
         statement("ApplyToTable", USER_TABLE_APPLY_ACTIONS, [arns.table(side.table_name)]),
-        statement("VersionLedger", BOOKKEEPING_ACTIONS, [ledger.arn]),
+        statement("VersionLedger", LEDGER_ACTIONS, [ledger.arn]),
         statement("Stats", STATS_ACTIONS, [stats.arn]),
         statement("DeadLetters", ["sqs:SendMessage"], [dead_letters.arn, applier_failures.arn]),
         statement("OwnLogs", LOG_ACTIONS, [arns.log_group(names.applier_function)]),

@@ -1,10 +1,12 @@
 """Health of a pair, per direction: replicated count, last lag, dead letters, mapping states.
 
 Read-only. Direction X -> Y is the sender in X feeding the applier in Y: its counts come from Y's
-stats table (written by Y's applier, once per batch), its on-failure depth is X's sender-failures
-queue plus Y's applier-failures queue (Lambda's metadata-only destinations), its dead-letter depth
-is Y's dead-letters queue (payloads the applier could never apply) plus X's (payloads the sender could
-never send), shown apart and summed. Field names match `DirectionStatus` in the status model.
+stats table (written by Y's applier, once per batch); its on-failure depth is X's sender-failures
+queue plus Y's applier-failures queue (Lambda's metadata-only destinations); its dead-letter depth is
+Y's dead-letters queue (payloads that could never be applied in Y). Each queue is counted in exactly
+one direction so the pair's total is their plain sum. A region has one dead-letters queue (contract),
+so the rare dead letter a SENDER writes in X (a change that can never be sent) counts under the
+direction INTO X. Field names match `DirectionStatus` in the status model.
 """
 
 from __future__ import annotations
@@ -88,7 +90,9 @@ def observe_pair(manifest: PairManifest, clients: PairClients) -> PairHealth:
         src_ctx, dst_ctx = contexts[source.name], contexts[target.name]
         step = "stats"
         try:
-            direction.stats = read_direction_stats(dst_ctx.client("dynamodb"), dst.stats_table, source.name)
+            direction.stats = read_direction_stats(
+                src_ctx.client("dynamodb"), src.stats_table, dst_ctx.client("dynamodb"), dst.stats_table
+            )
             direction.replicated_count = direction.stats.replicated_count
             direction.lag_seconds = direction.stats.last_lag_seconds
             step = "queues"
@@ -96,9 +100,7 @@ def observe_pair(manifest: PairManifest, clients: PairClients) -> PairHealth:
                 queue_depth(src_ctx, src.sender_failures_queue),
                 queue_depth(dst_ctx, dst.applier_failures_queue),
             )
-            direction.dead_letter_depth = _sum(
-                queue_depth(dst_ctx, dst.dead_letter_queue), queue_depth(src_ctx, src.dead_letter_queue)
-            )
+            direction.dead_letter_depth = queue_depth(dst_ctx, dst.dead_letter_queue)
             direction.dlq_depth = _sum(direction.on_failure_depth, direction.dead_letter_depth)
             step = "mappings"
             direction.sender_mapping_state, _ = _mapping_state(src_ctx, src.sender_function)

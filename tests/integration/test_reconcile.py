@@ -26,7 +26,7 @@ from ddbbridge.names import SideNames
 from ddbbridge.package import build_zip
 from tests.fixtures.runner import endpoints_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_regions")]
 
 CN, SG = "cn-north-1", "ap-southeast-1"
 
@@ -201,9 +201,9 @@ def assert_everything_exists(emulators: Emulators, pair: Pair) -> None:
         assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
         stream_arn = table["LatestStreamArn"]
         assert stream_arn.startswith(f"arn:{partition}:dynamodb:{region}:")
-        for bookkeeping in (names.ledger_table, names.stats_table):
+        for bookkeeping, key in ((names.ledger_table, "k"), (names.stats_table, "PK")):
             assert ddb.describe_table(TableName=bookkeeping)["Table"]["KeySchema"] == [
-                {"AttributeName": "PK", "KeyType": "HASH"}
+                {"AttributeName": key, "KeyType": "HASH"}
             ]
         ttl = ddb.describe_time_to_live(TableName=names.ledger_table)["TimeToLiveDescription"]
         assert ttl["AttributeName"] == "expires_at"

@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from ddbbridge.aws import is_mutating
 from ddbbridge.cli import main as ddbbridge_main
 from ddbbridge.names import SideNames
 from ddbbridge.package import build_zip
+from ddbbridge.reconcile import PairClients, reconcile
+from ddbbridge.spec import load_manifest
 from tests.fixtures.runner import endpoints_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_regions")]
@@ -445,3 +448,42 @@ def test_status_reports_each_direction(emulators: Emulators, pair: Pair) -> None
         assert direction["applier_mapping_state"] == "Enabled"
     text = ddbbridge("status", "-f", str(pair.path))
     assert text.code == 0 and "cn->sg" in text.out and "sg->cn" in text.out
+
+
+def test_peer_key_rotation_keeps_the_old_key_for_the_overlap(emulators: Emulators, pair: Pair) -> None:
+    manifest = load_manifest(pair.path)
+    first = reconcile(manifest, PairClients.from_environment(manifest))
+    assert first.ok, first.errors
+    old_key, created = first.regions["cn"].peer_key_id, first.regions["cn"].peer_key_created
+    assert old_key and created
+
+    iam, ssm = emulators.client(CN, "iam"), emulators.client(SG, "ssm")
+    user, id_parameter = pair.names("cn").peer_writer_user, pair.names("cn").access_key_parameter
+
+    def keys() -> list[str]:
+        return sorted(k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"])
+
+    # Rotation is due (rotationDays defaults to 30): a new key is stored in the PEER's SSM and the
+    # old one stays valid for the overlap (senders cache credentials).
+    rotated = reconcile(manifest, PairClients.from_environment(manifest), now=created + timedelta(days=31))
+    assert rotated.ok, rotated.errors
+    new_key = rotated.regions["cn"].peer_key_id
+    assert new_key and new_key != old_key
+    assert ssm.get_parameter(Name=id_parameter)["Parameter"]["Value"] == new_key
+    assert keys() == sorted([old_key, new_key])
+    assert rotated.regions["sg"].peer_key_id != first.regions["sg"].peer_key_id  # due there too
+    assert {(a.region, a.verb) for a in rotated.actions if a.service == "iam"} == {
+        ("cn", "rotate"),
+        ("sg", "rotate"),
+    }
+
+    # Once the overlap has passed the old key is deleted, and nothing else changes.
+    later = reconcile(
+        manifest, PairClients.from_environment(manifest), now=datetime.now(UTC) + timedelta(hours=1)
+    )
+    assert later.ok, later.errors
+    assert keys() == [new_key]
+    assert sorted((a.region, a.verb, a.service) for a in later.actions) == [
+        ("cn", "delete", "iam"),
+        ("sg", "delete", "iam"),
+    ]

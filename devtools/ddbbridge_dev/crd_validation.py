@@ -65,6 +65,26 @@ def admission_errors(crd: Schema, obj: Schema, old: Schema | None = None) -> lis
     return errors
 
 
+def default_errors(crd: Schema) -> list[str]:
+    """What the API server refuses when the CRD itself is created: every `default` must pass its
+    own node's schema and CEL rules as written (nested defaults are NOT filled in first)."""
+    errors: list[str] = []
+    for path, node in _schema_nodes(version_schema(crd), ""):
+        if "default" in node:
+            value = node["default"]
+            errors.extend(f"{path}.default: {error}" for error in _schema_errors(node, value))
+            errors.extend(f"{path}.default: {error}" for error in _cel_errors(node, value, None, ""))
+    return errors
+
+
+def _schema_nodes(schema: Schema, path: str) -> Iterator[tuple[str, Schema]]:
+    yield path, schema
+    for name, child in schema.get("properties", {}).items():
+        yield from _schema_nodes(child, f"{path}.{name}")
+    if "items" in schema:
+        yield from _schema_nodes(schema["items"], f"{path}[]")
+
+
 def _schema_errors(schema: Schema, value: Any) -> Iterator[str]:
     validator = jsonschema.Draft7Validator(schema)
     for error in validator.iter_errors(value):

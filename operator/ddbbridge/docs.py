@@ -70,6 +70,8 @@ def _bounds(node: Schema) -> str:
 def _default(node: Schema, required: bool) -> str:
     if required:
         return "required"
+    if node["type"] == "object" and "default" in node:
+        return "each field's default"
     if "default" in node:
         return _code(node["default"])
     return ""

@@ -260,6 +260,12 @@ class PeerCredentials(SpecModel):
     )
 
 
+def _defaults_of(model: type[SpecModel]) -> JsonDict:
+    """The manifest form of a settings block built from its defaults alone."""
+    dumped: JsonDict = model().model_dump(by_alias=True, mode="json", exclude_none=True)
+    return dumped
+
+
 class PairSpec(SpecModel):
     """spec of a TableReplicationPair."""
 
@@ -287,16 +293,17 @@ class PairSpec(SpecModel):
             ],
         },
     )
-    # `default: {}` lets the API server fill in the nested defaults when the block is omitted.
+    # The API server checks a default against the block's CEL rules WITHOUT filling in the nested
+    # defaults first, so an omitted block defaults to the whole default object, not to `{}`.
     replication: ReplicationSettings = Field(
         default_factory=ReplicationSettings,
         description="Conflict stamps, batching, retries and retention of the replication pipeline.",
-        json_schema_extra={"default": {}},
+        json_schema_extra={"default": _defaults_of(ReplicationSettings)},
     )
     credentials: PeerCredentials = Field(
         default_factory=PeerCredentials,
         description="How each sender Lambda reaches the peer partition's Kinesis stream.",
-        json_schema_extra={"default": {}},
+        json_schema_extra={"default": _defaults_of(PeerCredentials)},
     )
     deletion_policy: DeletionPolicy = Field(
         default=DeletionPolicy.DELETE,
@@ -384,6 +391,7 @@ class ConditionType(StrEnum):
     SYNCED = "Synced"  # the last reconcile applied the current generation to AWS
     STALLED = "Stalled"  # terminal until the spec (or the world: a missing table) changes
     RESYNC_REQUIRED = "ResyncRequired"  # an outage outlived the stream retention: backfill + verify
+    DEAD_LETTERS = "DeadLetters"  # changes that could not be applied wait in a dead-letter queue
 
 
 class ConditionStatus(StrEnum):
@@ -408,7 +416,7 @@ class Condition(StatusModel):
     """One condition, shaped like metav1.Condition."""
 
     type: str = Field(
-        description="Ready, Synced, Stalled or ResyncRequired.",
+        description="Ready, Synced, Stalled, DeadLetters or ResyncRequired.",
         pattern=CONDITION_TYPE_PATTERN,
         max_length=316,
     )
@@ -495,7 +503,7 @@ class PairStatus(StatusModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        description="Ready, Synced, Stalled, ResyncRequired.",
+        description="Ready, Synced, Stalled, DeadLetters, ResyncRequired.",
         json_schema_extra={LIST_TYPE: "map", LIST_MAP_KEYS: ["type"]},
     )
     regions: list[RegionStatus] = Field(
@@ -516,6 +524,11 @@ class PairStatus(StatusModel):
     )
     last_health_check_time: datetime | None = Field(
         default=None, description="When the health timer last observed both regions."
+    )
+    key_rotation_request: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Value of the ddbbridge.io/rotate-key annotation the operator last acted on.",
     )
 
     def condition(self, kind: str) -> Condition | None:

@@ -4,6 +4,7 @@ model refuses (offline admission: structural defaults, schema, strict fields, CE
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import re
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 
 from ddbbridge import crd
 from ddbbridge.spec import PairSpec, PairStatus, SpecError, parse_manifest
-from ddbbridge_dev.crd_validation import admission_errors, apply_defaults, version_schema
+from ddbbridge_dev.crd_validation import admission_errors, apply_defaults, default_errors, version_schema
 from tests.pair_cases import ALLOWED_UPDATES, CRD_FILE, INVALID_PAIRS, InvalidPair, minimal_pair
 
 Schema = dict[str, Any]
@@ -108,6 +109,14 @@ def test_every_field_of_the_model_is_described_in_the_schema(generated: Schema) 
         path for path, node in nodes.items() if path.startswith(".spec") and not node.get("description")
     ]
     assert not [p for p in missing if not p.endswith("[]")], f"no description: {missing}"
+
+
+def test_defaults_pass_their_own_rules(generated: Schema) -> None:
+    """The API server refuses a CRD whose default breaks its node's rules (nested defaults unapplied)."""
+    assert default_errors(generated) == []
+    broken = copy.deepcopy(generated)
+    version_schema(broken)["properties"]["spec"]["properties"]["replication"]["default"] = {}
+    assert any("originAttribute" in error for error in default_errors(broken))
 
 
 def test_status_has_no_defaults(generated: Schema) -> None:

@@ -56,6 +56,11 @@ def _disable_esm_invocation() -> None:
         record = StreamRecord(self.table, view_type, event_name, old, new, sequence)
         # DynamoDB Streams report the table's region; moto hard-codes us-east-1.
         record.record["awsRegion"] = self.table.region_name
+        # moto encodes a BINARY key twice in `Keys` (base64 of its own base64 text), so a reader
+        # addresses an item that does not exist; the item's attributes carry the key as DynamoDB does.
+        attributes = (old if old is not None else new).to_json()["Attributes"]
+        keys = record.record["dynamodb"]["Keys"]
+        record.record["dynamodb"]["Keys"] = {name: attributes[name] for name in keys}
         self.items.append(record)
 
     def put_record(self: Stream, partition_key: str, explicit_hash_key: str, data: str) -> tuple[str, str]:

@@ -122,7 +122,7 @@ INVALID_PAIRS: tuple[InvalidPair, ...] = (
     ),
     InvalidPair(
         "bad-side-name",
-        _set("spec.regions.0.name", "China-North"),
+        _set("spec.regions.0.name", "Cn_1"),
         "spec.regions.0.name",
         r"spec\.regions\[0\]\.name.*should match",
     ),

@@ -52,6 +52,7 @@ class ProgressBar:
         self.tty = _isatty(self.stream)
         self._started = clock()
         self._last_output = self._started
+        self._last_written_count: int | None = None
         self._closed = False
         self._lock = threading.Lock()
 
@@ -85,7 +86,8 @@ class ProgressBar:
             if self._closed:
                 return
             self._closed = True
-            self._write(self.render(self.clock()), final=True)
+            if self.tty or self._last_written_count != self.count:
+                self._write(self.render(self.clock()), final=True)
 
     def elapsed(self) -> float:
         return self.clock() - self._started
@@ -112,6 +114,7 @@ class ProgressBar:
     def _write(self, line: str, *, final: bool = False) -> None:
         if not self.enabled:
             return
+        self._last_written_count = self.count
         if self.tty:
             # \x1b[K clears what a longer previous line left behind.
             self.stream.write("\r" + line + "\x1b[K" + ("\n" if final else ""))

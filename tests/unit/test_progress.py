@@ -42,6 +42,15 @@ def test_not_a_tty_prints_a_line_per_interval_and_a_final_line() -> None:
     assert "\r" not in out.getvalue()
 
 
+def test_no_duplicate_final_line_when_the_last_line_is_current() -> None:
+    clock, out = FakeClock(), io.StringIO()
+    bar = ProgressBar("verify", 10, stream=out, interval=1.0, clock=clock)
+    clock.now += 2.0
+    bar.advance(10)
+    bar.close()
+    assert out.getvalue().splitlines() == ["verify 10/10 items (100%) 5.0/s elapsed 0:02"]
+
+
 def test_unknown_total_shows_count_rate_and_elapsed() -> None:
     clock, out = FakeClock(), io.StringIO()
     with ProgressBar("verify", None, stream=out, clock=clock) as bar:

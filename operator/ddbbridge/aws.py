@@ -76,6 +76,9 @@ class RegionSession:
     endpoint: str | None
     session: boto3.session.Session
     counter: CallCounter
+    # botocore attempts per call; the operator's deletion path uses fewer so an unreachable region
+    # fails a pass quickly and the pass is retried with backoff instead.
+    max_attempts: int = 8
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -88,7 +91,7 @@ class RegionSession:
                     region_name=self.region,
                     endpoint_url=self.endpoint,
                     config=botocore.config.Config(
-                        retries={"mode": "standard", "max_attempts": 8},
+                        retries={"mode": "standard", "max_attempts": self.max_attempts},
                         max_pool_connections=64,
                         connect_timeout=5,
                         read_timeout=60,

@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ddbbridge.lifecycle_cli",
     "ddbbridge.crd",
     "ddbbridge.docs",
+    "ddbbridge.kopf_app.entry",
 )
 
 

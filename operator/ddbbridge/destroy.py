@@ -19,6 +19,7 @@ from ddbbridge.ensure.kinesis import delete_stream
 from ddbbridge.ensure.lambda_functions import delete_function
 from ddbbridge.ensure.sqs import delete_queue
 from ddbbridge.ensure.ssm import delete_parameters
+from ddbbridge.ensure.table_claim import claim_owner, release_claim
 from ddbbridge.errors import report
 from ddbbridge.names import SideNames
 from ddbbridge.reconcile import PairClients, RegionReport, RunResult
@@ -79,6 +80,8 @@ def destroy(manifest: PairManifest, clients: PairClients, *, dry_run: bool = Fal
             pair,
             result.regions[side.name],
         )
+        owner = claim_owner(manifest.metadata.namespace, pair)
+        attempt(side.name, f"claim on {side.table_name}", release_claim, ctx, side.table_name, owner)
     return result
 
 

@@ -40,21 +40,29 @@ TRANSIENT_CODES = frozenset(
 
 
 class ReconcileError(Exception):
-    """Base of the errors our own checks raise."""
+    """Base of the errors our own checks raise; `reason` is a CamelCase word for status conditions."""
 
     terminal: bool = True
+    reason: str = "ReconcileError"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class TerminalError(ReconcileError):
     """The spec or the AWS account must change before a retry can succeed."""
 
     terminal = True
+    reason = "TerminalError"
 
 
 class TransientError(ReconcileError):
     """Retry later: something is in transition or temporarily unavailable."""
 
     terminal = False
+    reason = "TransientError"
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class ErrorReport:
     step: str
     message: str
     terminal: bool
+    reason: str | None = None  # CamelCase cause for conditions (TableMissing, AccessDenied, ...)
+    code: str | None = None  # the AWS error code, when AWS answered with one
 
     def __str__(self) -> str:
         kind = "terminal" if self.terminal else "transient"
@@ -93,5 +103,37 @@ def describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+ACCESS_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "AuthorizationError",
+    }
+)
+
+
+def reason_of(error: BaseException) -> str:
+    """A CamelCase word for the Stalled/Ready conditions."""
+    if isinstance(error, ReconcileError):
+        return error.reason
+    code = error_code(error)
+    if code in ACCESS_DENIED_CODES:
+        return "AccessDenied"
+    if code is not None:
+        return "".join(part[:1].upper() + part[1:] for part in code.replace(".", " ").split()) or "AWSError"
+    return "AWSUnreachable" if isinstance(error, botocore.exceptions.BotoCoreError) else type(error).__name__
+
+
 def report(region: str, step: str, error: BaseException) -> ErrorReport:
-    return ErrorReport(region=region, step=step, message=describe(error), terminal=is_terminal(error))
+    return ErrorReport(
+        region=region,
+        step=step,
+        message=describe(error),
+        terminal=is_terminal(error),
+        reason=reason_of(error),
+        code=error_code(error),
+    )

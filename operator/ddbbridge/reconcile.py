@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ddbbridge.aws import PEER_ENDPOINTS_VARIABLE, CallCounter, RegionSession, parse_endpoints, region_session
@@ -29,7 +29,9 @@ from ddbbridge.ensure.kinesis import ensure_stream
 from ddbbridge.ensure.lambda_functions import ensure_function
 from ddbbridge.ensure.peer_credentials import PeerKeyObserved, ensure_peer_key
 from ddbbridge.ensure.sqs import ensure_queue
+from ddbbridge.ensure.table_claim import check_claim, claim_owner, ensure_claim
 from ddbbridge.errors import ErrorReport, TerminalError, report
+from ddbbridge.key_rotation import DEFAULT_OVERLAP
 from ddbbridge.package import CodeBundle, build_zip
 from ddbbridge.spec import PairManifest
 
@@ -121,7 +123,8 @@ def check_same_key_schema(tables: dict[str, UserTable]) -> None:
     if a.key_schema != b.key_schema:
         raise TerminalError(
             f"the two tables must have the same key schema: {a.name} ({a_name}) has "
-            f"[{_show_keys(a)}], {b.name} ({b_name}) has [{_show_keys(b)}]"
+            f"[{_show_keys(a)}], {b.name} ({b_name}) has [{_show_keys(b)}]",
+            reason="KeySchemaMismatch",
         )
 
 
@@ -136,6 +139,7 @@ def reconcile(
     dry_run: bool = False,
     bundle: CodeBundle | None = None,
     force_key_rotation: bool = False,
+    key_overlap: timedelta = DEFAULT_OVERLAP,
     now: datetime | None = None,
 ) -> RunResult:
     spec = manifest.spec
@@ -147,7 +151,9 @@ def reconcile(
     for side in spec.regions:
         result.regions[side.name] = RegionReport(side.name, side.region)
     where = _Tracker()
-    run = _Run(manifest, clients, contexts, result, where, force_key_rotation, now or datetime.now(UTC))
+    run = _Run(
+        manifest, clients, contexts, result, where, force_key_rotation, now or datetime.now(UTC), key_overlap
+    )
     try:
         _run(run, bundle)
     except Exception as error:  # every failure becomes a classified report; the caller decides
@@ -164,6 +170,7 @@ class _Run:
     where: _Tracker
     force_key_rotation: bool
     now: datetime
+    key_overlap: timedelta = DEFAULT_OVERLAP
 
 
 def _run(run: _Run, bundle: CodeBundle | None) -> None:
@@ -177,6 +184,7 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
     force_key_rotation, now = run.force_key_rotation, run.now
     spec = manifest.spec
     pair = manifest.metadata.name
+    owner = claim_owner(manifest.metadata.namespace, pair)
 
     # 1. Discover and validate both sides before changing anything.
     accounts: dict[str, str] = {}
@@ -188,6 +196,7 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
         where.at(side.name, f"discover table {side.table_name}")
         tables[side.name] = describe_user_table(ctx, side.table_name)
         check_stream_compatible(tables[side.name])
+        check_claim(tables[side.name], owner)
     where.at(PAIR_SCOPE, "compare key schemas")
     check_same_key_schema(tables)
 
@@ -202,6 +211,8 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
     for side in spec.regions:
         ctx, report_ = contexts[side.name], result.regions[side.name]
         report_.account_id = accounts[side.name]
+        where.at(side.name, f"claim on {side.table_name}")
+        ensure_claim(ctx, tables[side.name], owner)
         where.at(side.name, "table stream")
         stream = ensure_table_stream(ctx, tables[side.name], pair)
         report_.stream_enabled_by_us = stream.enabled_by_us
@@ -245,6 +256,7 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
             desired[peer.name].peer_key_parameters,
             rotation_days=spec.credentials.rotation_days,
             force_rotation=force_key_rotation,
+            overlap=run.key_overlap,
             now=now,
         )
         result.regions[side.name].peer_key_id = key.access_key_id

@@ -51,7 +51,8 @@ def describe_user_table(ctx: EnsureContext, table_name: str) -> UserTable:
         if is_missing(error):
             raise TerminalError(
                 f"table {table_name!r} does not exist in {ctx.session.region}; create it first "
-                "(ddb-bridge never creates or deletes user tables)"
+                "(ddb-bridge never creates or deletes user tables)",
+                reason="TableMissing",
             ) from None
         raise
     stream = table.get("StreamSpecification") or {}
@@ -87,7 +88,8 @@ def check_stream_compatible(table: UserTable) -> None:
         raise TerminalError(
             f"table {table.name!r} already has a stream of view type {table.stream_view_type}; "
             f"ddb-bridge needs {STREAM_VIEW_TYPE} and will not replace a stream it does not own "
-            "(its consumers would lose their position); change the view type yourself"
+            "(its consumers would lose their position); change the view type yourself",
+            reason="StreamViewTypeConflict",
         )
 
 

@@ -14,14 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 from ddbbridge.desired import KeyParameters, User
 from ddbbridge.ensure.context import EnsureContext
-from ddbbridge.ensure.iam import AccessKey, list_access_keys
+from ddbbridge.ensure.iam import list_access_keys
 from ddbbridge.ensure.ssm import ensure_parameter_tags, put_parameter, read_stored_key
 from ddbbridge.errors import TransientError
+from ddbbridge.key_rotation import DEFAULT_OVERLAP, KeyFacts, plan_rotation
 
-IAM_KEYS_PER_USER = 2
-# Longer than the senders' credential cache (300 s) with a wide margin, so no in-flight batch signs
-# with a deleted key.
-DEFAULT_OVERLAP = timedelta(minutes=30)
+__all__ = ["DEFAULT_OVERLAP", "PeerKeyObserved", "ensure_peer_key"]
 
 
 @dataclass(frozen=True)
@@ -46,37 +44,37 @@ def ensure_peer_key(
     overlap: timedelta = DEFAULT_OVERLAP,
     now: datetime | None = None,
 ) -> PeerKeyObserved:
-    """Make the stored key a live key of `user`; rotate it when due or forced."""
+    """Make the stored key a live key of `user`; rotate it when due or forced (see key_rotation)."""
     moment = now or datetime.now(UTC)
     keys = list_access_keys(user_ctx, user.name) if not _planned_user(user_ctx, user) else []
     stored = read_stored_key(store_ctx, parameters.access_key_parameter, parameters.secret_key_parameter)
-    live = next((k for k in keys if k.access_key_id == stored.access_key_id and k.status == "Active"), None)
-    live = live if stored.secret_present else None
-    due = (
-        live is not None
-        and rotation_days is not None
-        and moment - live.created >= timedelta(days=rotation_days)
+    facts = [KeyFacts(k.access_key_id, k.status == "Active", k.created) for k in keys]
+    plan = plan_rotation(
+        facts,
+        stored_key_id=stored.access_key_id,
+        secret_stored=stored.secret_present,
+        rotation_days=rotation_days,
+        forced=force_rotation,
+        overlap=overlap,
+        now=moment,
     )
-    if live is not None and not due and not force_rotation:
-        _retire_old_keys(user_ctx, user=user.name, keys=keys, live=live, overlap=overlap, now=moment)
+    if plan.wait is not None:
+        raise TransientError(f"rotation of {user.name}'s key: {plan.wait}")
+    for old in (*plan.delete_before_create, *plan.retire):
+        _delete_key(user_ctx, user.name, old)
+    if not plan.create:
+        assert plan.live is not None  # a plan that creates nothing keeps the live key
         for name in (parameters.access_key_parameter, parameters.secret_key_parameter):
             ensure_parameter_tags(store_ctx, name, parameters.tags)
-        return PeerKeyObserved(user.name, live.access_key_id, live.created, rotated=False)
+        return PeerKeyObserved(user.name, plan.live.access_key_id, plan.live.created, rotated=False)
 
-    others = [k for k in keys if live is None or k.access_key_id != live.access_key_id]
-    if len(keys) >= IAM_KEYS_PER_USER:
-        # Room for the new key: drop the oldest key that is not the live one, once past the overlap.
-        if live is not None and moment - live.created < overlap:
-            raise TransientError(f"rotation of {user.name}'s key waits for the previous overlap to end")
-        victim = others[0]
-        _delete_key(user_ctx, user.name, victim)
     iam = user_ctx.client("iam")
     created = user_ctx.change(
         "iam",
-        "rotate" if live else "create",
+        "rotate" if plan.live else "create",
         f"user/{user.name}/access-key",
         lambda: iam.create_access_key(UserName=user.name)["AccessKey"],
-        detail=f"stored in {store_ctx.side}'s SSM",
+        detail=f"stored in {store_ctx.side}'s SSM" + (" (forced)" if plan.forced else ""),
     )
     exists = stored.access_key_id is not None
     # Secret first: a reader between the two writes gets a mismatched pair, fails to sign, and
@@ -98,8 +96,8 @@ def ensure_peer_key(
         exists=exists,
     )
     if created is None:
-        return PeerKeyObserved(user.name, None, None, rotated=live is not None)
-    return PeerKeyObserved(user.name, created["AccessKeyId"], created["CreateDate"], rotated=live is not None)
+        return PeerKeyObserved(user.name, None, None, rotated=plan.rotating)
+    return PeerKeyObserved(user.name, created["AccessKeyId"], created["CreateDate"], rotated=plan.rotating)
 
 
 def _planned_user(ctx: EnsureContext, user: User) -> bool:
@@ -107,23 +105,7 @@ def _planned_user(ctx: EnsureContext, user: User) -> bool:
     return ctx.dry_run and any(a.verb == "create" and a.resource == f"user/{user.name}" for a in ctx.actions)
 
 
-def _retire_old_keys(
-    ctx: EnsureContext,
-    *,
-    user: str,
-    keys: list[AccessKey],
-    live: AccessKey,
-    overlap: timedelta,
-    now: datetime,
-) -> None:
-    if now - live.created < overlap:
-        return  # senders may still hold an older key from their cache
-    for key in keys:
-        if key.access_key_id != live.access_key_id:
-            _delete_key(ctx, user, key)
-
-
-def _delete_key(ctx: EnsureContext, user: str, key: AccessKey) -> None:
+def _delete_key(ctx: EnsureContext, user: str, key: KeyFacts) -> None:
     iam = ctx.client("iam")
     ctx.change(
         "iam",

@@ -57,7 +57,9 @@ def _start(kind: str, work: Path) -> tuple[processes.ProcessRecord, str]:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         moto_server = str(Path(sys.executable).with_name("moto_server"))
-        record = processes.spawn("measure", kind, [moto_server, "-p", str(port)], work / f"{kind}.log")
+        record = processes.spawn(
+            "measure", kind, [sys.executable, moto_server, "-p", str(port)], work / f"{kind}.log"
+        )
     url = f"http://127.0.0.1:{port}"
     limit = time.monotonic() + 180
     while True:

@@ -86,7 +86,9 @@ def _process(record: Mapping[str, Any]) -> psutil.Process | None:
             return None
         if abs(process.create_time() - float(record.get("create_time", 0.0))) > 0.5:
             return None
-        if process.cmdline() != list(record["argv"]):
+        cmdline, argv = process.cmdline(), list(record["argv"])
+        # A script started by path runs as `<interpreter> <script> ...` (its shebang line).
+        if cmdline != argv and cmdline[1:] != argv:
             return None
     except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, ValueError):
         return None

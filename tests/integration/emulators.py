@@ -52,13 +52,15 @@ def plain_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("plain-moto") / "moto.log"
     port = _free_port()
     moto_server = str(Path(sys.executable).with_name("moto_server"))
-    record = processes.spawn("test", "plain-moto", [moto_server, "-H", "127.0.0.1", "-p", str(port)], log)
+    argv = [sys.executable, moto_server, "-H", "127.0.0.1", "-p", str(port)]
+    record = processes.spawn("test", "plain-moto", argv, log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(url), 60, "plain moto to answer")
         yield url
     finally:
         processes.stop(record)
+        wait_for(lambda: not processes.is_running(record), 30, "plain moto to exit")
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/python -m ddbbridge_dev.demo
 
 demo-down: $(STAMP)
-	$(BIN)/ddbbridge dev down
+	DDBBRIDGE_DEV_DIR=$(CURDIR)/.ddbbridge/demo $(BIN)/ddbbridge dev down
 
 clean:
 	rm -rf $(VENV) .ddbbridge .pytest_cache .mypy_cache .ruff_cache

@@ -48,7 +48,6 @@ def _options(memo: Any) -> OperatorOptions:
     return options
 
 
-@kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -> None:
     options = _options(memo)
     configure(settings, options)
@@ -69,10 +68,6 @@ def _raise_for(outcome: Any, retry: int) -> None:
         raise kopf.PermanentError(f"{outcome.reason}: {outcome.message}")
 
 
-@kopf.on.resume(*RESOURCE)
-@kopf.on.create(*RESOURCE)
-@kopf.on.update(*RESOURCE, field="spec")
-@kopf.on.update(*RESOURCE, field=["metadata", "annotations", ROTATE_KEY_ANNOTATION])
 def reconcile(body: Any, patch: Any, memo: Any, retry: int, **_: Any) -> None:
     view = lifecycle.PairView.of(body)
     result = lifecycle.reconcile_pass(view, _deps(memo), _options(memo), lifecycle.runtime_of(memo))
@@ -80,7 +75,6 @@ def reconcile(body: Any, patch: Any, memo: Any, retry: int, **_: Any) -> None:
     _raise_for(result.outcome, retry)
 
 
-@kopf.timer(*RESOURCE, id="health", interval=HEALTH_TICK_SECONDS)
 def health(body: Any, patch: Any, memo: Any, **_: Any) -> None:
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
@@ -88,7 +82,6 @@ def health(body: Any, patch: Any, memo: Any, **_: Any) -> None:
     _write(patch, lifecycle.health_pass(view, _deps(memo), _options(memo), lifecycle.runtime_of(memo)))
 
 
-@kopf.on.delete(*RESOURCE)
 def delete(body: Any, memo: Any, retry: int, runtime: Any, logger: Any, **_: Any) -> None:
     view = lifecycle.PairView.of(body)
     result = lifecycle.delete_pass(
@@ -97,3 +90,16 @@ def delete(body: Any, memo: Any, retry: int, runtime: Any, logger: Any, **_: Any
     if not result.done:
         raise kopf.TemporaryError(f"deletion incomplete: {result.message}", delay=backoff(min(retry, 2)))
     logger.info(f"pair released: {result.message}")
+
+
+# Registration apart from the definitions: the module's functions keep their own signatures, so unit
+# tests call them directly with fakes.
+kopf.on.startup()(startup)
+kopf.on.resume(*RESOURCE)(reconcile)
+kopf.on.create(*RESOURCE)(reconcile)
+kopf.on.update(*RESOURCE, field="spec")(reconcile)
+kopf.on.update(*RESOURCE, id="rotate-key", field=["metadata", "annotations", ROTATE_KEY_ANNOTATION])(
+    reconcile
+)
+kopf.timer(*RESOURCE, id="health", interval=HEALTH_TICK_SECONDS)(health)
+kopf.on.delete(*RESOURCE)(delete)

@@ -3,7 +3,12 @@
 Both tables are read with parallel segmented, strongly consistent scans. Each item is reduced to
 (canonical key, digest) as it arrives and matched against the other side (`comparison.DigestMatcher`),
 so memory holds digests of unmatched keys, never both tables' items. A few divergent keys per class
-are re-read to name the attributes that differ. Exit 0 if and only if the tables are equal.
+are re-read to name the attributes that differ. Exit 0 if and only if the tables are equal, 1 when
+they differ, 2 when they cannot be compared.
+
+Every attribute is compared, the origin and timestamp stamps included. Values compare as DynamoDB
+holds them: numbers by value ("1.0" equals "1"; DynamoDB stores numbers normalised), sets and map
+keys unordered, lists ordered, binary by its bytes.
 
 `--wait SECONDS` repeats the comparison until the tables are equal or the time is up: what an operator
 (or a test) runs after writes stop, while the pipeline drains.

@@ -34,7 +34,6 @@ import yaml
 from ddbbridge_dev import state
 
 BINARY_NAME = "ddbbridge-kube"
-KUBERNETES_VERSION = "v1.32.13"
 STATE_SECTION = "kube"
 DEFAULT_READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
@@ -77,6 +76,31 @@ def source_hash(root: Path | None = None) -> str:
         digest.update(path.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def kubernetes_version(root: Path | None = None) -> str:
+    """The k8s.io/kubernetes version go.mod requires (the one place it is pinned)."""
+    for line in (source_dir(root) / "go.mod").read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "k8s.io/kubernetes" and parts[1].startswith("v"):
+            return parts[1]
+    raise KubeError("tools/kube/go.mod does not require k8s.io/kubernetes")
+
+
+def _version_ldflags(version: str) -> str:
+    """Stamp the release into the binary as Kubernetes' own build does: `/version` and kubectl's skew
+    check read it, and the apiserver derives its emulation version from it."""
+    major, minor = version.lstrip("v").split(".")[:2]
+    stamps = {
+        "k8s.io/component-base/version.gitVersion": version,
+        "k8s.io/component-base/version.gitMajor": major,
+        "k8s.io/component-base/version.gitMinor": minor,
+        "k8s.io/component-base/version.gitTreeState": "clean",
+        "k8s.io/client-go/pkg/version.gitVersion": version,
+        "k8s.io/client-go/pkg/version.gitMajor": major,
+        "k8s.io/client-go/pkg/version.gitMinor": minor,
+    }
+    return " ".join(["-s", "-w", *(f"-X {name}={value}" for name, value in stamps.items())])
 
 
 def cache_dir(root: Path | None = None) -> Path:
@@ -125,12 +149,23 @@ def _build(target: Path, progress: Progress, root: Path | None) -> None:
         raise KubeError("the Go toolchain (`go`) is needed to build the local Kubernetes control plane")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
+    version = kubernetes_version(root)
     # -v lists each package as it is compiled: that is our progress signal. -buildvcs=false keeps git
     # state out of the binary; -s -w drop symbol tables the tests never need, which also shortens linking.
-    command = [go, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-v", "-o", str(partial), "."]
+    ldflags = _version_ldflags(version)
+    command = [
+        go,
+        "build",
+        "-trimpath",
+        "-buildvcs=false",
+        f"-ldflags={ldflags}",
+        "-v",
+        "-o",
+        str(partial),
+        ".",
+    ]
     progress(
-        f"building {BINARY_NAME} (Kubernetes {KUBERNETES_VERSION}) from Go modules; "
-        "the first build takes many minutes"
+        f"building {BINARY_NAME} (Kubernetes {version}) from Go modules; the first build takes many minutes"
     )
     started = time.monotonic()
     tail: deque[str] = deque(maxlen=40)

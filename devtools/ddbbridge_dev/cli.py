@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any
 
-from ddbbridge_dev import environment, processes
+from ddbbridge_dev import environment, processes, state
 from ddbbridge_dev.runner import service as runner_service
 
 
@@ -47,13 +47,21 @@ def _add_up(commands: Any) -> None:
         "--rtt-ms", type=float, default=0.0, help="simulated round trip between regions (0: none)"
     )
     up.add_argument("--no-runner", action="store_true", help="do not start the local Lambda runner")
+    up.add_argument(
+        "--kube",
+        action="store_true",
+        help="also start a local Kubernetes control plane (etcd + kube-apiserver; built on first use)",
+    )
     up.set_defaults(handler=_up)
 
 
 def _components(args: argparse.Namespace) -> frozenset[str]:
+    components = environment.DEFAULT_COMPONENTS
     if getattr(args, "no_runner", False):
-        return environment.DEFAULT_COMPONENTS - {"runner"}
-    return environment.DEFAULT_COMPONENTS
+        components -= {"runner"}
+    if getattr(args, "kube", False):
+        components |= {"kube"}
+    return components
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -69,6 +77,9 @@ def _up(args: argparse.Namespace) -> int:
     for region, entry in result.regions.items():
         via = f", remote {entry['remote']}" if entry["remote"] != entry["local"] else ""
         print(f"region {region}: {entry['local']}{via} (pid {entry['pid']})")
+    kube_section = state.read_section("kube")
+    if kube_section:
+        print(f"kubernetes: {kube_section['server']} (KUBECONFIG={kube_section['kubeconfig']})")
     print(f"dev environment up in {result.seconds:.1f}s")
     if args.detach:
         return 0

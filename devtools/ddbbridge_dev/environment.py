@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddbbridge_dev import processes, state
+from ddbbridge_dev import kube, processes, state
 from ddbbridge_dev.processes import ProcessRecord
 
 DEFAULT_REGIONS: tuple[str, ...] = ("cn-north-1", "ap-southeast-1")
@@ -223,13 +223,46 @@ def start_runner(ctx: UpContext) -> None:
     state.write_section("runner", {"pid": record["pid"], "log": record["log"], "mode": "background"})
 
 
+# --- local Kubernetes control plane -------------------------------------------------------------
+
+
+def start_kube(ctx: UpContext) -> None:
+    """kube-apiserver + etcd + controllers in one process (`ddbbridge_dev.kube`). Its binary is built on
+    first use (minutes), before the process starts, so the build does not count against the timeout."""
+
+    def spawn(argv: list[str]) -> tuple[int, Path]:
+        record = ctx.spawn(kube.STATE_SECTION, "apiserver", argv)
+        return record["pid"], Path(record["log"])
+
+    timeout = max(ctx.options.start_timeout, kube.DEFAULT_READY_TIMEOUT)
+    cluster = kube.launch(ctx.dev_dir, ready_timeout=timeout, spawn=spawn)
+    state.write_section(kube.STATE_SECTION, kube.section(cluster))
+
+
+def _kube_health(name: str, section: Mapping[str, Any]) -> ComponentStatus:
+    if not section:
+        return ComponentStatus(kube.STATE_SECTION, name, False, "not recorded in the state file")
+    ok, detail = kube.health(dict(section))
+    return ComponentStatus(kube.STATE_SECTION, name, ok, detail)
+
+
 # --- the environment as a whole ------------------------------------------------------------------
 
 Starter = Callable[[UpContext], None]
-STARTERS: dict[str, Starter] = {"regions": start_regions, "proxy": start_proxy, "runner": start_runner}
-START_ORDER: tuple[str, ...] = ("regions", "proxy", "runner")
+STARTERS: dict[str, Starter] = {
+    "regions": start_regions,
+    "proxy": start_proxy,
+    "runner": start_runner,
+    "kube": start_kube,
+}
+START_ORDER: tuple[str, ...] = ("regions", "proxy", "runner", "kube")
 # Per-section health checks beyond "its processes run": (section, check(name, entry) per entry or whole).
-HEALTH_CHECKS: dict[str, Callable[[str, Mapping[str, Any]], ComponentStatus]] = {"proxy": _proxy_health}
+HEALTH_CHECKS: dict[str, Callable[[str, Mapping[str, Any]], ComponentStatus]] = {
+    "proxy": _proxy_health,
+    "kube": _kube_health,
+}
+# What `down` removes after the processes stopped: (section, cleanup(section)) for files they leave.
+CLEANUPS: dict[str, Callable[[dict[str, Any]], None]] = {kube.STATE_SECTION: kube.cleanup}
 # Sections `down` clears besides those of recorded processes.
 SECTIONS: tuple[str, ...] = (PROCESSES_SECTION, "environment", "regions", "proxy")
 
@@ -268,6 +301,11 @@ def down() -> list[str]:
     """Stop exactly the processes we recorded (newest first) and clear the state. Returns a report."""
     records = recorded_processes()
     report = [processes.stop(record) for record in reversed(records)]
+    for section_name, cleanup in CLEANUPS.items():
+        section = state.read_section(section_name)
+        if section:
+            cleanup(section)
+            report.append(f"{section_name}: removed {section.get('data_dir', 'its files')}")
     _clear_state({record["component"] for record in records})
     return report
 

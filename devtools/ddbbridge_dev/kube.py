@@ -82,6 +82,8 @@ def kubernetes_version(root: Path | None = None) -> str:
     """The k8s.io/kubernetes version go.mod requires (the one place it is pinned)."""
     for line in (source_dir(root) / "go.mod").read_text(encoding="utf-8").splitlines():
         parts = line.split()
+        if parts[:1] == ["require"]:  # the one-line form, `require k8s.io/kubernetes vX`
+            parts = parts[1:]
         if len(parts) >= 2 and parts[0] == "k8s.io/kubernetes" and parts[1].startswith("v"):
             return parts[1]
     raise KubeError("tools/kube/go.mod does not require k8s.io/kubernetes")
@@ -143,10 +145,23 @@ def _remove_stale_builds(keep: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+# Where Go's own tarball and Debian put the toolchain, for shells whose PATH lacks it (CI is not a login
+# shell, and this machine adds Go to PATH in .bashrc only).
+GO_FALLBACKS = (Path("/usr/local/go/bin/go"), Path("/usr/lib/go/bin/go"))
+
+
+def _go_toolchain() -> str:
+    found = shutil.which("go")
+    if found:
+        return found
+    for candidate in GO_FALLBACKS:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise KubeError("the Go toolchain (`go`) is needed to build the local Kubernetes control plane")
+
+
 def _build(target: Path, progress: Progress, root: Path | None) -> None:
-    go = shutil.which("go")
-    if go is None:
-        raise KubeError("the Go toolchain (`go`) is needed to build the local Kubernetes control plane")
+    go = _go_toolchain()
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     version = kubernetes_version(root)

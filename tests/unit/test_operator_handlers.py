@@ -339,3 +339,18 @@ def test_blocked_deletion_retries_then_reports_then_can_be_forced() -> None:
 class _Logger:
     def info(self, *_: Any, **__: Any) -> None:
         return None
+
+
+def test_delete_without_credentials_releases_only_a_pair_that_never_reached_aws() -> None:
+    core, events = FakeCore(), FakeEvents()
+    memo = memo_for(core, events)
+    document = body()
+    document["spec"]["regions"][1]["credentials"] = {"secretName": "gone"}
+    handlers.delete(body=document, memo=memo, retry=0, runtime=timedelta(0), logger=_Logger())
+    assert core.calls == [] and "Deleted" in events.reasons()
+
+    reached = body(status={"regions": [{"name": "cn", "region": "cn-north-1", "account": "123456789012"}]})
+    reached["spec"]["regions"][1]["credentials"] = {"secretName": "gone"}
+    with pytest.raises(kopf.TemporaryError, match="gone"):
+        handlers.delete(body=reached, memo=memo, retry=0, runtime=timedelta(0), logger=_Logger())
+    assert core.calls == []

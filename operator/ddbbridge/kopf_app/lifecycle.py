@@ -332,6 +332,11 @@ def delete_pass(
         try:
             credentials = region_credentials(manifest, deps.read_secret)
         except ReconcileError as error:
+            if not any(region.account for region in view.status.regions):
+                # Without credentials nothing can have been created: no reconcile ever got past
+                # discovery (status would name the accounts), so there is nothing to remove.
+                _post(deps, view, "Normal", "Deleted", f"nothing was created ({error})")
+                return DeletePassResult(True, "nothing created")
             credentials = {}
             if not force:
                 return _blocked(view, deps, options, runtime, Blocked(blocked_seconds, [str(error)]))

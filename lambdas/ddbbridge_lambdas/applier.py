@@ -43,7 +43,7 @@ from .versions import Version, version_from_attributes
 
 log = logging.getLogger(__name__)
 
-MAX_KEYS_PER_TRANSACTION = 25  # 2 writes per key, DynamoDB allows 100 per transaction
+MAX_KEYS_PER_TRANSACTION = 50  # 2 writes per key, DynamoDB allows 100 per transaction
 MAX_TRANSACTION_BYTES = 3_500_000  # DynamoDB allows 4 MB per transaction
 _MAX_ROUNDS = 8
 

@@ -53,6 +53,7 @@ from .versions import Version, clock_stamp, format_timestamp, version_from_attri
 
 log = logging.getLogger(__name__)
 _MAX_CONFLICT_ROUNDS = 6
+MAX_LEDGER_WRITES_PER_TRANSACTION = 100  # DynamoDB allows 100 items per transaction
 
 
 class StreamViewError(RuntimeError):
@@ -211,15 +212,15 @@ class _Batch:
                 )
                 self.outcome[change.index] = "dead_lettered"
 
-        for ckey in list(self.merge_first_index):
-            first = self.merge_first_index[ckey]
-            if failure is not None and first >= failure:
-                continue
-            try:
-                self.flush_merge(ckey)
-            except Exception as error:
-                log.warning("ledger merge failed: %s", error_code(error))
-                failure = first if failure is None else min(failure, first)
+        try:
+            self.flush_merges(failure)
+        except Exception as error:
+            log.warning("ledger merge failed: %s", error_code(error))
+            unsaved = [
+                first for first in self.merge_first_index.values() if failure is None or first < failure
+            ]
+            if unsaved:
+                failure = min(unsaved) if failure is None else min(failure, *unsaved)
 
         deliverable = [r for r in self.outgoing if failure is None or r.index < failure]
         undelivered = self.sender.peer.put_records(deliverable)
@@ -327,6 +328,71 @@ class _Batch:
                 return False  # the item changed again: a later record carries its state
             raise
         return True
+
+    def flush_merges(self, failure: int | None) -> None:
+        """Persist every pending max-merge (of records before `failure`), up to
+        MAX_LEDGER_WRITES_PER_TRANSACTION keys per TransactWriteItems: one round trip per chunk, not
+        one PutItem per key (that dominated the sender's time under load). Keys whose entry changed
+        since it was read are re-read, merged again and retried."""
+        keys = [k for k, first in self.merge_first_index.items() if failure is None or first < failure]
+        epoch = int(self.sender.clock())
+        for _ in range(_MAX_CONFLICT_ROUNDS):
+            writes = []
+            for ckey in keys:
+                target, base = self.entries.get(ckey), self.persisted.get(ckey, LedgerState(None, None))
+                if target is None or target == base.entry:
+                    self.merge_first_index.pop(ckey, None)
+                else:
+                    writes.append(ckey)
+            if not writes:
+                return
+            lost: list[str] = []
+            for start in range(0, len(writes), MAX_LEDGER_WRITES_PER_TRANSACTION):
+                lost.extend(
+                    self.write_ledger_chunk(writes[start : start + MAX_LEDGER_WRITES_PER_TRANSACTION], epoch)
+                )
+            if lost:
+                fresh = self.sender.ledger.read_many(lost)
+                for ckey in lost:
+                    target = self.entries[ckey]
+                    self.persisted[ckey] = fresh[ckey]
+                    assert target is not None and target.digest is not None
+                    merged = ledger_after_send(fresh[ckey].entry, target.version, target.digest, epoch)
+                    self.entries[ckey] = merged if merged is not None else fresh[ckey].entry
+            keys = [k for k in writes if k in self.merge_first_index]
+        raise TransientError(f"ledger entries kept changing: {len(keys)} keys")
+
+    def write_ledger_chunk(self, chunk: list[str], epoch: int) -> list[str]:
+        """Write the merged entries of `chunk` at once; returns the keys whose entry changed since
+        it was read (nothing of a cancelled transaction is written: the others are retried)."""
+        ledger = self.sender.ledger
+        bases = {ckey: self.persisted.get(ckey, LedgerState(None, None)) for ckey in chunk}
+        if len(chunk) == 1:
+            (ckey,) = chunk
+            written = ledger.write(ckey, self.entries[ckey], bases[ckey], epoch)
+            if written is None:
+                return [ckey]
+            self.persisted[ckey] = written
+            self.merge_first_index.pop(ckey, None)
+            return []
+        puts = [{"Put": ledger.put_request(ckey, self.entries[ckey], bases[ckey], epoch)} for ckey in chunk]
+        try:
+            self.sender.dynamodb.transact_write_items(TransactItems=puts)
+        except Exception as error:
+            if error_code(error) != "TransactionCanceledException":
+                raise
+            codes = cancellation_codes(error)
+            if not codes or any(
+                c not in ("None", "ConditionalCheckFailed", "TransactionConflict") for c in codes
+            ):
+                raise
+            return [
+                ckey for ckey, code in zip(chunk, codes, strict=False) if code == "ConditionalCheckFailed"
+            ]
+        for ckey in chunk:
+            self.persisted[ckey] = LedgerState(self.entries[ckey], (bases[ckey].rev or 0) + 1)
+            self.merge_first_index.pop(ckey, None)
+        return []
 
     def flush_merge(self, ckey: str) -> None:
         """Persist the in-memory max-merge of sent versions; on a lost race, merge again."""

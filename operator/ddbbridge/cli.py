@@ -10,8 +10,11 @@ from collections.abc import Sequence
 # Modules that expose `register(subparsers)`; each sets `handler` on its parser.
 COMMAND_MODULES: tuple[str, ...] = (
     "ddbbridge_dev.cli",
+    "ddbbridge_dev.bench.cli",  # dev tooling; imports the bench only when it runs
     "ddbbridge.load",
     "ddbbridge.verify",
+    "ddbbridge.backfill",
+    "ddbbridge.dlq",
     "ddbbridge.lifecycle_cli",
     "ddbbridge.crd",
     "ddbbridge.docs",

@@ -36,3 +36,9 @@ demo-down: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .ddbbridge .pytest_cache .mypy_cache .ruff_cache
+
+# Our pipeline vs the naive per-item design over a 150 ms simulated WAN (about ten minutes; never part
+# of `make test`). Writes bench-results/ and refreshes docs/bench/ and the README table from that run.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/ddbbridge bench --publish $(BENCH_ARGS)

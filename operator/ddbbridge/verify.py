@@ -41,6 +41,7 @@ from ddbbridge.comparison import (
 )
 from ddbbridge.keyschema import key_schema_of
 from ddbbridge.progress import ProgressBar
+from ddbbridge.repair import repair_divergence
 from ddbbridge.spec import PairManifest, RegionSpec, SpecError, load_manifest
 from ddbbridge_lambdas.config import KeyAttribute
 
@@ -119,6 +120,18 @@ def register(subparsers: Any) -> None:
         "--interval", type=float, default=DEFAULT_WAIT_INTERVAL, help="seconds between --wait attempts"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="repair each divergent key by the version order (see `ddbbridge.repair`); exit 0 when "
+        "every divergent key was repaired",
+    )
+    parser.add_argument(
+        "--prefer",
+        choices=("A", "B"),
+        default="A",
+        help="with --repair: the side whose content wins when both hold the same version (default A)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -135,11 +148,31 @@ def run(args: argparse.Namespace) -> int:
     except (SpecError, ValueError, OSError, VerifyError, ClientError, BotoCoreError) as error:
         print(f"ddbbridge verify: {error}", file=sys.stderr)
         return 2
+    if getattr(args, "repair", False):
+        return run_repair(args, manifest, report)
     if args.output == "json":
         print(json.dumps(report_document(report), indent=2, ensure_ascii=False))
     else:
         print(report_text(report))
     return 0 if report.converged else 1
+
+
+def run_repair(args: argparse.Namespace, manifest: PairManifest, report: VerifyReport) -> int:
+    """Print the verify report, repair what differs, print what changed; 0 if all was repaired."""
+    try:
+        repaired = repair_divergence(
+            manifest, report.comparison, prefer=Side.A if args.prefer == "A" else Side.B
+        )
+    except (ValueError, OSError, ClientError, BotoCoreError, RuntimeError) as error:
+        print(f"ddbbridge verify --repair: {error}", file=sys.stderr)
+        return 2
+    if args.output == "json":
+        document = {**report_document(report), "repair": repaired.document()}
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(report_text(report))
+        print(repaired.text())
+    return 0 if repaired.ok else 1
 
 
 def open_sides(manifest: PairManifest) -> tuple[TableSide, TableSide]:

@@ -21,8 +21,8 @@ def register(subparsers: Any) -> None:
         default=0.3,
         help="offered writes/s per region as a share of the measured PutItem ceiling (default 0.3)",
     )
-    parser.add_argument("--load-seconds", type=float, default=40.0, help="load duration of (a) and (c)")
-    parser.add_argument("--naive-writes", type=int, default=300, help="writes per region in (b)")
+    parser.add_argument("--load-seconds", type=float, default=30.0, help="load duration of (a) and (c)")
+    parser.add_argument("--naive-writes", type=int, default=200, help="writes per region in (b)")
     parser.add_argument(
         "--phases", default="ours,naive,conflicts", help="comma-separated subset of ours,naive,conflicts"
     )

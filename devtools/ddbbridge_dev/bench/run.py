@@ -385,6 +385,7 @@ def _round(value: float | None, digits: int) -> float | None:
 
 def run_bench(settings: BenchSettings, out_dir: Path) -> dict[str, Any]:
     """Start a private dev environment under `out_dir`, run the phases, stop everything."""
+    out_dir = out_dir.resolve()  # the runner's workers chdir into code under the dev dir
     out_dir.mkdir(parents=True, exist_ok=True)
     dev_dir = out_dir / "dev"
     shutil.rmtree(dev_dir, ignore_errors=True)

@@ -29,8 +29,8 @@ class BenchSettings:
     # Offered load per region as a share of the emulator's measured PutItem ceiling (both regions
     # load at once, so each emulator serves its own load plus the peer's replicated changes).
     load_share: float = 0.3
-    load_seconds: float = 40.0  # phases (a) and (c)
-    naive_writes: int = 300  # per region; the naive design drains ~1/RTT items/s per shard
+    load_seconds: float = 30.0  # phases (a) and (c)
+    naive_writes: int = 200  # per region; the naive design drains ~1/RTT items/s per shard
     conflict_ratio: float = 0.2  # phase (c): share of writes to keys both regions write
     conflict_keys: int = 200
     loader_workers: int = 8

@@ -76,7 +76,9 @@ class DeadLetterEntry:
                 record=describe_payload(self.handler, self.payload) if self.complete else None,
             )
         else:
-            document.update(batch=self.batch_info, condition=self.reason, error=self.error)
+            document.update(
+                handler=self.handler, batch=self.batch_info, condition=self.reason, error=self.error
+            )
         return document
 
 

@@ -7,6 +7,12 @@ is given) and is refused the rest (Secrets elsewhere or unnamed, deleting CRDs o
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +26,10 @@ from kubernetes.client.exceptions import ApiException
 
 from ddbbridge.crd import CRD_NAME, PLURAL
 from ddbbridge.kopf_app.entry import CONTAINER_ARGS, CONTAINER_COMMAND, ENVIRONMENT_VARIABLES
+from ddbbridge.kopf_app.settings import FINALIZER, LIVENESS_PATH
 from ddbbridge.spec import API_GROUP, API_VERSION
 from tests.fixtures.kube import KubeClusterAccess
-from tests.fixtures.waiting import wait_for
+from tests.fixtures.waiting import scaled, wait_for
 from tests.manifests_support import (
     CRDS,
     DEPLOYMENT,
@@ -30,6 +37,7 @@ from tests.manifests_support import (
     OPERATOR_USER,
     PRODUCTION_CREDENTIAL_SECRETS,
     PRODUCTION_SERVED_NAMESPACE,
+    SERVICE_ACCOUNT,
     render_text,
 )
 from tests.pair_cases import minimal_pair
@@ -76,6 +84,16 @@ def _secret(namespace: str, name: str) -> str:
     return yaml.safe_dump(document)
 
 
+def _release_pairs(kube: KubeClusterAccess, namespace: str) -> None:
+    listed = kube.kubectl("get", "trp", "-n", namespace, "-o", "name", check=False)
+    for name in listed.stdout.split():
+        kube.kubectl(
+            "patch", name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+            check=False,
+        )  # fmt: skip
+        kube.kubectl("delete", name, "-n", namespace, "--wait=true", check=False)
+
+
 @pytest.fixture(scope="module")
 def installed(kube_cluster: KubeClusterAccess) -> Iterator[Installed]:
     kube = kube_cluster
@@ -101,12 +119,9 @@ def installed(kube_cluster: KubeClusterAccess) -> Iterator[Installed]:
         kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pair))
         yield Installed(kube=kube, applied=applied, unserved_namespace=unserved)
     finally:
-        # No operator runs here: drop the finalizer a test may have added, or the pair never goes.
-        kube.kubectl(
-            "patch", "trp", PAIR, "-n", PRODUCTION_SERVED_NAMESPACE, "--type=merge",
-            "-p", '{"metadata":{"finalizers":null}}', check=False,
-        )  # fmt: skip
-        kube.kubectl("delete", "trp", PAIR, "-n", PRODUCTION_SERVED_NAMESPACE, "--wait=true", check=False)
+        # The operator (if a test ran one) is stopped by now: drop the finalizers, or pairs never go.
+        for namespace in (PRODUCTION_SERVED_NAMESPACE, unserved):
+            _release_pairs(kube, namespace)
         for kustomization in reversed(ORDER):
             kube.kubectl(
                 "delete", "--ignore-not-found", "--wait=false", "-f", "-",
@@ -315,3 +330,118 @@ def test_can_i_agrees_on_what_the_operator_needs(installed: Installed) -> None:
     ]
     for check in needed:
         assert installed.operator_can(*check), check
+
+
+# ------------------------------------------- the real operator, with the ServiceAccount's own token
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _service_account_kubeconfig(kube: KubeClusterAccess, path: Path) -> Path:
+    """A kubeconfig holding a TokenRequest token of the operator's ServiceAccount: the identity the
+    pod would have, not an impersonation by the admin."""
+    token = kube.kubectl("create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=1h").stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "test", "cluster": {"server": kube.server, "certificate-authority": str(kube.ca_file)}}
+        ],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": SERVICE_ACCOUNT}}],
+        "current-context": "operator",
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def operator_as_service_account(installed: Installed, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`ddbbridge operator` with the Deployment's command and args (ports moved to free ones), logged in
+    as the ServiceAccount; AWS endpoints point at a closed port, so reconciles fail transiently
+    without leaving the machine."""
+    kubeconfig = _service_account_kubeconfig(installed.kube, tmp_path / "kubeconfig")
+    liveness, metrics, closed = _free_port(), _free_port(), _free_port()
+    args = list(CONTAINER_ARGS)
+    args[args.index("--liveness-port") + 1] = str(liveness)
+    args[args.index("--metrics-port") + 1] = str(metrics)
+    argv = [str(Path(sys.executable).parent / CONTAINER_COMMAND[0]), *args, "--bind-address=127.0.0.1"]
+    nowhere = f"http://127.0.0.1:{closed}"
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "DDBBRIDGE_", "KUBE"))
+    }
+    environment |= {
+        "KUBECONFIG": str(kubeconfig),
+        "DDBBRIDGE_ENDPOINTS": f"cn-north-1={nowhere},ap-southeast-1={nowhere}",
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "example-secret",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    log_path = tmp_path / "operator.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environment)
+    try:
+        healthz = f"http://127.0.0.1:{liveness}{LIVENESS_PATH}"
+
+        def alive() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"operator exited {process.returncode}: {log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(healthz, timeout=2) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        wait_for(alive, 90, "the operator's /healthz")
+        yield "operator", log_path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=scaled(60))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_operator_runs_on_its_service_account_alone(
+    installed: Installed, operator_as_service_account: tuple[str, Path]
+) -> None:
+    """kopf's real calls (discovery, CRD and pair watches, finalizer and status patches, Events) and the
+    credential Secret read all succeed with the shipped RBAC: the pair gets the finalizer, a Ready
+    condition saying why it is not ready, and an Event; the log shows no permission problem."""
+    _, log_path = operator_as_service_account
+    pair = minimal_pair()
+    pair["metadata"] = {"name": "sa-probe", "namespace": PRODUCTION_SERVED_NAMESPACE}
+    pair["spec"]["regions"][0]["credentials"] = {"secretName": PRODUCTION_CREDENTIAL_SECRETS[0]}
+    installed.kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pair))
+
+    def reported() -> dict[str, Any] | None:
+        stored = json.loads(
+            installed.kube.kubectl(
+                "get", "trp", "sa-probe", "-n", PRODUCTION_SERVED_NAMESPACE, "-o", "json"
+            ).stdout
+        )
+        conditions = {c["type"]: c for c in stored.get("status", {}).get("conditions", [])}
+        return stored if "Ready" in conditions else None
+
+    stored = wait_for(reported, 240, "the operator to write a Ready condition as the ServiceAccount")
+    ready = next(c for c in stored["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False", ready
+    assert FINALIZER in stored["metadata"]["finalizers"]
+
+    def posted() -> bool:
+        events = installed.kube.kubectl(
+            "get", "events", "-n", PRODUCTION_SERVED_NAMESPACE,
+            "--field-selector", "involvedObject.name=sa-probe", "-o", "json",
+        )  # fmt: skip
+        return bool(json.loads(events.stdout)["items"])
+
+    wait_for(posted, 60, "an Event on the pair posted by the operator")
+    log = log_path.read_text(encoding="utf-8", errors="replace")
+    for symptom in ("Not enough permissions", "forbidden", "Forbidden", " 403"):
+        assert symptom not in log, f"{symptom!r} in the operator log:\n{log[-3000:]}"

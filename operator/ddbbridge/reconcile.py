@@ -23,7 +23,7 @@ from ddbbridge.ensure.dynamodb_streams import (
     ensure_table_stream,
 )
 from ddbbridge.ensure.dynamodb_tables import ensure_bookkeeping_table
-from ddbbridge.ensure.event_source_mappings import MappingObserved, ensure_mapping
+from ddbbridge.ensure.event_source_mappings import MappingObserved, delete_mappings, ensure_mapping
 from ddbbridge.ensure.iam import ensure_role, ensure_user
 from ddbbridge.ensure.kinesis import ensure_stream
 from ddbbridge.ensure.lambda_functions import ensure_function
@@ -208,6 +208,9 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
 
     # 2. Data path resources, per region.
     desired: dict[str, RegionDesired] = {}
+    # A stream (re)created in this run makes any existing mapping from it stale: the mapping's
+    # position belongs to the deleted stream, so it is replaced and starts at TRIM_HORIZON again.
+    recreated_streams: dict[str, str] = {}
     for side in spec.regions:
         ctx, report_ = contexts[side.name], result.regions[side.name]
         report_.account_id = accounts[side.name]
@@ -225,7 +228,10 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
             where.at(side.name, f"table {table.name}")
             report_.arns[table.name] = ensure_bookkeeping_table(ctx, table).arn
         where.at(side.name, f"kinesis {early.inbound_stream.name}")
+        before = len(ctx.actions)
         report_.arns[early.inbound_stream.name] = ensure_stream(ctx, early.inbound_stream).arn
+        if any(a.verb == "create" and a.service == "kinesis" for a in ctx.actions[before:]):
+            recreated_streams[side.name] = early.inbound_stream.arn
         urls: dict[str, str | None] = {}
         for queue in early.queues:
             where.at(side.name, f"queue {queue.name}")
@@ -273,6 +279,8 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
         ctx, want = contexts[side.name], desired[side.name]
         for mapping in want.mappings:
             where.at(side.name, f"mapping of {mapping.function_name}")
+            if recreated_streams.get(side.name) == mapping.event_source_arn:
+                delete_mappings(ctx, mapping.function_name)
             feed: MappingObserved = ensure_mapping(ctx, mapping)
             result.regions[side.name].mappings[mapping.function_name] = feed.state
             if feed.uuid:

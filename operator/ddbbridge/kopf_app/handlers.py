@@ -78,8 +78,11 @@ def reconcile(body: Any, patch: Any, memo: Any, retry: int, **_: Any) -> None:
 def health(body: Any, patch: Any, memo: Any, **_: Any) -> None:
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
+    deps, runtime = _deps(memo), lifecycle.runtime_of(memo)
+    if not lifecycle.health_due(runtime, deps):
+        return  # the common case, every tick: no parsing, no AWS
     view = lifecycle.PairView.of(body)
-    _write(patch, lifecycle.health_pass(view, _deps(memo), _options(memo), lifecycle.runtime_of(memo)))
+    _write(patch, lifecycle.health_pass(view, deps, _options(memo), runtime))
 
 
 def delete(body: Any, memo: Any, retry: int, runtime: Any, logger: Any, **_: Any) -> None:

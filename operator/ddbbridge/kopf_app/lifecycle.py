@@ -272,6 +272,11 @@ def _interval(view: PairView, options: OperatorOptions, facts: ReconcileFacts) -
     return float(view.manifest.spec.health_check_interval_seconds)
 
 
+def health_due(runtime: PairRuntime, deps: Deps) -> bool:
+    """Reconciled by this process already (resume runs first after a restart) and the interval is over."""
+    return runtime.last is not None and deps.monotonic() >= runtime.next_health_check
+
+
 def health_pass(
     view: PairView, deps: Deps, options: OperatorOptions, runtime: PairRuntime
 ) -> PassResult | None:
@@ -280,7 +285,7 @@ def health_pass(
     Returns None when nothing was due (or another pass of the pair is running). A Stalled pair is
     re-checked every `stalled_recheck_seconds` only.
     """
-    if runtime.last is None or deps.monotonic() < runtime.next_health_check:
+    if not health_due(runtime, deps):
         return None
     if not runtime.lock.acquire(blocking=False):
         return None

@@ -113,4 +113,4 @@ def configure(settings: kopf.OperatorSettings, options: OperatorOptions) -> None
     settings.peering.standalone = options.standalone
     settings.peering.clusterwide = options.all_namespaces
     settings.execution.max_workers = options.workers
-    settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)

@@ -123,7 +123,9 @@ def render_markdown(document: dict[str, Any]) -> str:
         f"Machine: {machine.get('nproc')} CPUs, {machine.get('cpu_model')}, load average at start "
         f"{' / '.join(str(x) for x in machine.get('load_average_at_start', []))}; run "
         f"{machine.get('started_utc')}. Simulated RTT {_fmt(settings.get('rtt_ms'), 0)} ms; emulator "
-        f"PutItem ceiling {_fmt(ceiling.get('put_item_per_s'), 0)}/s ({ceiling.get('region')}).",
+        f"PutItem ceiling {_fmt(ceiling.get('put_item_per_s'), 0)}/s ({ceiling.get('region')}). "
+        f"Load: {_fmt(settings.get('load_seconds'), 0)} s per phase at {_fmt(settings.get('load_share'))} "
+        f"of the ceiling per region; naive: {settings.get('naive_writes')} writes per region.",
         "",
         "| design | direction | writes | offered/s | replicated/s | lag p50 / p95 / p99 (s) "
         "| tail (s) | target writes/change | handler CPU (s) |",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-MAX_PAGE = 1000
+MAX_PAGE = 100  # small pages: the emulator holds its DynamoDB lock while it serialises one
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ class KeyWork:
     record: WireRecord
     first_index: int
     solo: bool = False  # write alone (isolates a ValidationException to one key)
+    discarded: bool = False  # the write only raises the ledger: the record counts as discarded
 
 
 class Applier:
@@ -207,16 +208,24 @@ class Applier:
         config = self.config
         record = work.record
         item_version = self.item_version(state.item)
+        item_digest = content_digest(item_to_wire(state.item)) if state.item is not None else None
         action = decide_apply(
-            record.version, record.is_delete, state.item is not None, item_version, state.ledger.entry
+            record.version,
+            record.is_delete,
+            item_present=state.item is not None,
+            item_version=item_version,
+            item_digest=item_digest,
+            ledger=state.ledger.entry,
         )
+        work.discarded = action is ApplyAction.RAISE_LEDGER
         if action is ApplyAction.DISCARD:
             return None
         now_epoch = int(self.clock())
         digest = content_digest(record.item) if record.item is not None else None
         deleted = None
         if action is ApplyAction.DELETE_ITEM and state.item is not None:
-            deleted = removed_marker(item_version, content_digest(item_to_wire(state.item)))
+            assert item_digest is not None
+            deleted = removed_marker(item_version, item_digest)
         entry = ledger_after_apply(
             state.ledger.entry,
             action,
@@ -225,6 +234,11 @@ class Applier:
             deleted_marker=deleted,
             now_epoch=now_epoch,
         )
+        ledger_put = {"Put": self.ledger.put_request(work.ckey, entry, state.ledger, now_epoch)}
+        if action is ApplyAction.RAISE_LEDGER:
+            # The item (a pending local change) stays; only the high-water mark moves, conditioned
+            # on the entry read: any sender write in between makes us read and decide again.
+            return [ledger_put]
         ops: list[dict[str, Any]] = []
         expr = Expression("i")
         condition = item_state_condition(
@@ -252,7 +266,7 @@ class Applier:
                     )
                 }
             )
-        ops.append({"Put": self.ledger.put_request(work.ckey, entry, state.ledger, now_epoch)})
+        ops.append(ledger_put)
         return ops
 
     def chunks(
@@ -311,7 +325,8 @@ class Applier:
             tally.failed.update(chunk)
             return chunk, []
         for ckey in chunk:
-            tally.outcome[pending[ckey].winner] = "applied"
+            work = pending[ckey]
+            tally.outcome[work.winner] = "discarded_older" if work.discarded else "applied"
         return chunk, []
 
     def record_stats(

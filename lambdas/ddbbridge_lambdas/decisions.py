@@ -5,8 +5,9 @@ state they read; the property tests drive the same functions through a model of 
 
 Terms (for one item key, seen from the local region):
 - ledger entry L: the highest version this region has held or sent for the key, whether it is a
-  tombstone, the content digest of the put held at that version, and markers of the item states the
-  replicator itself deleted (so their REMOVE stream records are not sent back).
+  tombstone, the content digest of the put held at that version, markers of the item states the
+  replicator itself deleted (so their REMOVE stream records are not sent back), and the last peer
+  version (with its digest) the applier put into the table.
 - the item's own stamp is only a hint: a skewed application clock can lower it. Decisions that need a
   high-water mark use max(item stamp, L).
 """
@@ -31,6 +32,7 @@ class LedgerEntry:
     tombstone: bool
     digest: str | None = None
     removed: tuple[tuple[str, int], ...] = field(default=())  # (marker, epoch seconds added)
+    applied: tuple[Version, str] | None = None  # the applier's last put: (version, digest)
 
     def has_removed(self, marker: str) -> bool:
         return any(existing == marker for existing, _ in self.removed)
@@ -52,14 +54,16 @@ def _with_removed(
 
 def ledger_after_put(entry: LedgerEntry | None, version: Version, digest: str, now_epoch: int) -> LedgerEntry:
     removed = _with_removed(entry.removed if entry else (), None, now_epoch)
-    return LedgerEntry(version, tombstone=False, digest=digest, removed=removed)
+    applied = entry.applied if entry else None
+    return LedgerEntry(version, tombstone=False, digest=digest, removed=removed, applied=applied)
 
 
 def ledger_after_tombstone(
     entry: LedgerEntry | None, version: Version, deleted_marker: str | None, now_epoch: int
 ) -> LedgerEntry:
     removed = _with_removed(entry.removed if entry else (), deleted_marker, now_epoch)
-    return LedgerEntry(version, tombstone=True, digest=None, removed=removed)
+    applied = entry.applied if entry else None
+    return LedgerEntry(version, tombstone=True, digest=None, removed=removed, applied=applied)
 
 
 def ledger_version(entry: LedgerEntry | None) -> Version | None:
@@ -174,15 +178,21 @@ def decide_remove(
     return RemoveDecision(RemoveAction.LOCAL_DELETE, next_version_above(floor, now, local, unit))
 
 
-def enforces_tombstone(item_version: Version | None, tombstone: Version, peer: str) -> bool:
+def enforces_tombstone(
+    item_version: Version | None, item_digest: str | None, ledger: LedgerEntry | None, peer: str
+) -> bool:
     """Whether a local tombstone must also delete the item now present.
 
-    Present after a delete means written after it. A peer version (written by the applier in the
-    window before the sender saw the delete) is older than the tombstone and must go, or this
-    region keeps what the peer deletes. A local write is newer than the delete: it stays, and its
-    own stream record (later in the stream) is sent or re-stamped above the tombstone.
+    Only exactly the applier's last put qualifies (same version and content): a peer version put
+    into the item the pending local delete had emptied (before the sender saw the delete, the
+    ledger could not tell). It is below the tombstone and must go, or this region keeps what the
+    peer deletes. Anything else present is an application write after the delete, even when its
+    stamp names the peer: it stays, and its own stream record follows.
     """
-    return item_version is not None and item_version.origin == peer and item_version < tombstone
+    if item_version is None or item_version.origin != peer or ledger is None or ledger.applied is None:
+        return False
+    applied_version, applied_digest = ledger.applied
+    return item_version == applied_version and item_digest == applied_digest
 
 
 # --- applier ------------------------------------------------------------------------------------
@@ -190,20 +200,54 @@ def enforces_tombstone(item_version: Version | None, tombstone: Version, peer: s
 
 class ApplyAction(Enum):
     DISCARD = "discard"  # not newer than what this region holds or held: conflict lost/duplicate
+    RAISE_LEDGER = "raise_ledger"  # discarded for an unsent local change; the ledger goes above it
     PUT = "put"
     DELETE_ITEM = "delete_item"
     TOMBSTONE_ONLY = "tombstone_only"  # delete of an absent item: remember it, block older puts
 
 
+def is_accounted(
+    item_present: bool, item_version: Version | None, item_digest: str | None, ledger: LedgerEntry | None
+) -> bool:
+    """Whether the ledger explains what the item holds, i.e. no local change is waiting for the
+    sender: absent and (no entry or a tombstone), or the exact version and content the ledger
+    records. Without an entry (never seen, or expired) a valid stamp stands for itself."""
+    if not item_present:
+        return ledger is None or ledger.tombstone
+    if item_version is None:
+        return False
+    if ledger is None:
+        return True
+    return (
+        not ledger.tombstone
+        and ledger.version == item_version
+        and ledger.digest is not None
+        and ledger.digest == item_digest
+    )
+
+
 def decide_apply(
     incoming: Version,
     is_delete: bool,
+    *,
     item_present: bool,
     item_version: Version | None,
+    item_digest: str | None,
     ledger: LedgerEntry | None,
 ) -> ApplyAction:
-    """Last writer wins over max(item stamp, ledger). A missing or malformed item stamp is lowest."""
-    current = highest(item_version, ledger_version(ledger))
+    """Last writer wins over the ledger, for an item the ledger accounts for.
+
+    An item the ledger does not account for holds a local write or delete the sender has not
+    processed yet: that pending local change wins over a peer version arriving in this window.
+    The incoming version is discarded and the ledger raised to it, so the sender's re-stamp or
+    tombstone of the pending change is placed above it (and never relabels peer content).
+    """
+    current = ledger_version(ledger)
+    if not is_accounted(item_present, item_version, item_digest, ledger):
+        if current is not None and incoming <= current:
+            return ApplyAction.DISCARD
+        return ApplyAction.RAISE_LEDGER
+    current = highest(item_version, current)
     if current is not None and incoming <= current:
         return ApplyAction.DISCARD
     if not is_delete:
@@ -223,11 +267,19 @@ def ledger_after_apply(
     if action is ApplyAction.PUT:
         if digest is None:
             raise ValueError("a put needs the content digest")
-        return ledger_after_put(entry, incoming, digest, now_epoch)
+        put = ledger_after_put(entry, incoming, digest, now_epoch)
+        return LedgerEntry(put.version, False, digest, put.removed, applied=(incoming, digest))
     if action is ApplyAction.DELETE_ITEM:
         return ledger_after_tombstone(entry, incoming, deleted_marker, now_epoch)
     if action is ApplyAction.TOMBSTONE_ONLY:
         return ledger_after_tombstone(entry, incoming, None, now_epoch)
+    if action is ApplyAction.RAISE_LEDGER:
+        # Only a high-water mark: no digest (no stream record can look like an echo of it), not a
+        # tombstone (nothing was deleted here; a later local REMOVE must still be sent), and the
+        # markers of replicator deletes are kept.
+        removed = _with_removed(entry.removed if entry else (), None, now_epoch)
+        applied = entry.applied if entry else None
+        return LedgerEntry(incoming, tombstone=False, digest=None, removed=removed, applied=applied)
     raise ValueError("a discarded record changes nothing")
 
 
@@ -272,6 +324,7 @@ __all__ = [
     "decide_change",
     "decide_remove",
     "enforces_tombstone",
+    "is_accounted",
     "ledger_after_apply",
     "ledger_after_put",
     "ledger_after_send",

@@ -1,6 +1,7 @@
 """The per-region version ledger (`ddbbridge-P-X-ledger`): high-water marks and tombstones.
 
-One entry per item key (hash key `k` = canonical key string). Every write is a whole-entry Put
+One entry per item key (hash key `k` = canonical key string; `ts`/`o` version, `tomb`, `h` digest,
+`removed` markers, `av`/`ah` the applier's last put). Every write is a whole-entry Put
 conditioned on the revision read (`rev`), i.e. on exactly the state a decision was made on.
 Entries expire through TTL (`expires_at`) after the tombstone retention: after that a key's
 high-water mark falls back to the item's own stamp (documented limit under extreme clock skew).
@@ -14,7 +15,7 @@ from typing import Any
 from .decisions import LedgerEntry
 from .errors import is_condition_failure
 from .tables import Expression, batch_get_consistent
-from .versions import Version, format_timestamp, parse_timestamp
+from .versions import Version, format_timestamp, format_version, parse_timestamp, parse_version
 
 KEY = "k"
 
@@ -41,7 +42,11 @@ def entry_from_item(item: dict[str, Any]) -> LedgerState:
         for marker, value in sorted(item.get("removed", {}).get("M", {}).items())
     )
     digest = item.get("h", {}).get("S")
-    entry = LedgerEntry(Version(timestamp, origin), bool(item.get("tomb", {}).get("BOOL")), digest, removed)
+    applied_version = parse_version(item.get("av", {}).get("S", ""))
+    applied_digest = item.get("ah", {}).get("S")
+    applied = (applied_version, applied_digest) if applied_version and applied_digest else None
+    tombstone = bool(item.get("tomb", {}).get("BOOL"))
+    entry = LedgerEntry(Version(timestamp, origin), tombstone, digest, removed, applied)
     return LedgerState(entry, rev)
 
 
@@ -75,6 +80,9 @@ class Ledger:
         }
         if entry.digest:
             item["h"] = {"S": entry.digest}
+        if entry.applied:
+            item["av"] = {"S": format_version(entry.applied[0])}
+            item["ah"] = {"S": entry.applied[1]}
         if entry.removed:
             item["removed"] = {"M": {marker: {"N": str(at)} for marker, at in entry.removed}}
         expr = Expression("l")

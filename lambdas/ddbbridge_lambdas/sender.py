@@ -30,12 +30,14 @@ from .codec import (
     encode_record,
     extract_key,
     item_to_boto3,
+    item_to_wire,
     partition_key,
 )
 from .config import HandlerConfig
 from .dead_letters import DeadLetter, DeadLetterQueue
 from .decisions import (
     ChangeAction,
+    LedgerEntry,
     RemoveAction,
     decide_change,
     decide_remove,
@@ -49,7 +51,14 @@ from .ledger import Ledger, LedgerState
 from .peer import MAX_BYTES_PER_RECORD, OutgoingRecord, PeerCredentials, PeerKinesis
 from .runtime import aws_config
 from .tables import Expression, item_state_condition
-from .versions import Version, clock_stamp, format_timestamp, version_from_attributes
+from .versions import (
+    Version,
+    clock_stamp,
+    format_timestamp,
+    highest,
+    next_version_above,
+    version_from_attributes,
+)
 
 log = logging.getLogger(__name__)
 _MAX_CONFLICT_ROUNDS = 6
@@ -176,6 +185,7 @@ class _Batch:
         self.persisted: dict[str, LedgerState] = {}
         self.entries: dict[str, Any] = {}
         self.merge_first_index: dict[str, int] = {}
+        self.sends: dict[str, list[tuple[StreamChange, Version]]] = {}  # per key, this batch
         self.outgoing: list[OutgoingRecord] = []
         self.letters: list[DeadLetter] = []
         self.outcome: dict[int, str] = {}
@@ -299,6 +309,7 @@ class _Batch:
                 self.entries[change.ckey] = merged
                 self.merge_first_index.setdefault(change.ckey, change.index)
             self.outgoing.append(outgoing)
+            self.sends.setdefault(change.ckey, []).append((change, decision.version))
             self.outcome[change.index] = "sent"
 
     def restamp(self, change: StreamChange, seen: Version | None, stamp: Version) -> bool:
@@ -359,6 +370,8 @@ class _Batch:
                     assert target is not None and target.digest is not None
                     merged = ledger_after_send(fresh[ckey].entry, target.version, target.digest, epoch)
                     self.entries[ckey] = merged if merged is not None else fresh[ckey].entry
+                    if merged is None:
+                        self.demote_sends(ckey, fresh[ckey].entry, target.version)
             keys = [k for k in writes if k in self.merge_first_index]
         raise TransientError(f"ledger entries kept changing: {len(keys)} keys")
 
@@ -394,6 +407,26 @@ class _Batch:
             self.merge_first_index.pop(ckey, None)
         return []
 
+    def demote_sends(self, ckey: str, fresh: LedgerEntry | None, target: Version) -> None:
+        """The ledger went above this batch's versions of `ckey` before they were merged (the
+        applier discarded a peer version for them and raised it). Sent as is they would lose at
+        the peer while this region keeps them, so they are re-stamped above instead (only if the
+        item still holds that stamp; a later stream record carries anything newer)."""
+        if fresh is None or fresh.version == target:
+            return
+        sends = self.sends.pop(ckey, [])
+        dropped = {change.index for change, _ in sends}
+        self.outgoing = [record for record in self.outgoing if record.index not in dropped]
+        now, _ = self.sender.now()
+        for change, version in sends:
+            stamp = next_version_above(
+                highest(fresh.version, version),
+                now,
+                self.config.local_region_name,
+                self.config.timestamp_unit,
+            )
+            self.outcome[change.index] = "restamped" if self.restamp(change, version, stamp) else "skipped"
+
     def flush_merge(self, ckey: str) -> None:
         """Persist the in-memory max-merge of sent versions; on a lost race, merge again."""
         epoch = int(self.sender.clock())
@@ -412,6 +445,8 @@ class _Batch:
             assert target.digest is not None
             merged = ledger_after_send(fresh.entry, target.version, target.digest, epoch)
             self.entries[ckey] = merged if merged is not None else fresh.entry
+            if merged is None:
+                self.demote_sends(ckey, fresh.entry, target.version)
         raise TransientError(f"ledger entry {ckey} kept changing")
 
     def process_remove(self, change: StreamChange) -> None:
@@ -454,21 +489,13 @@ class _Batch:
         one transaction conditioned on the states read. False when either changed."""
         sender, config = self.sender, self.config
         key = item_to_boto3(change.key)
-        names = {
-            f"#s{i}": name
-            for i, name in enumerate((sender.hash_key, config.timestamp_attribute, config.origin_attribute))
-        }
-        response = sender.dynamodb.get_item(
-            TableName=config.table_name,
-            Key=key,
-            ConsistentRead=True,
-            ProjectionExpression=", ".join(names),
-            ExpressionAttributeNames=names,
-        )
+        response = sender.dynamodb.get_item(TableName=config.table_name, Key=key, ConsistentRead=True)
         item = response.get("Item")
-        present_version = sender.version_of(item) if item is not None else None
-        enforce = item is not None and enforces_tombstone(present_version, tombstone, config.peer_region_name)
-        deleted_marker = removed_marker(present_version, "") if enforce else None
+        present = item_to_wire(item) if item is not None else None
+        present_version = sender.version_of(present)
+        present_digest = content_digest(present) if present is not None else None
+        enforce = enforces_tombstone(present_version, present_digest, entry, config.peer_region_name)
+        deleted_marker = removed_marker(present_version, present_digest or "") if enforce else None
         new_entry = ledger_after_tombstone(entry, tombstone, deleted_marker, epoch)
         base = self.persisted.get(change.ckey, LedgerState(None, None))
         put = sender.ledger.put_request(change.ckey, new_entry, base, epoch)

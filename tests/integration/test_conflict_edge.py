@@ -20,10 +20,11 @@ builders, then handed to `ddbbridge_lambdas.sender.handler` / `.applier.handler`
   older version and no update is lost to an older one); the stats equations hold and match the
   deliveries made; nothing was dead-lettered.
 
-Convergence and the stats are asserted strictly. The causality check currently finds two conflict-
-core bugs (KNOWN_BUGS below, each reproduced exactly by a strict-xfail test at the end); a random
-run that hits one reports it as xfail with the whole trail, so the suite stays usable until they
-are fixed. Once fixed, the strict xfails turn red and the `pytest.xfail` becomes an assert.
+Convergence and the stats are asserted strictly. The two tests at the end replay, explicitly, two
+conflict-core bugs the causality check found and that are fixed (a peer version put over an unsent
+local write and later re-stamped as local content; a tombstone enforcement deleting a later
+application write). One case is still open (KNOWN_BUG below: the no-ledger-entry fallback); a
+random run that hits it reports xfail with the whole trail.
 """
 
 from __future__ import annotations
@@ -487,10 +488,19 @@ def test_random_interleavings_converge_without_undoing_deletes(
 
     violations = causality_violations(history, labels, cn_items)
     if violations:
-        # Converged, but an older state won over a write or delete that had seen it. Every case
-        # found so far is one of KNOWN_BUGS (reproduced exactly by the two tests below); reported
-        # as xfail with the trail until the conflict core is fixed, then make this an assert.
-        pytest.xfail(f"{KNOWN_BUGS}\n" + "\n".join(violations) + f"\n{trail}")
+        # Converged, but an older state won over a write or delete that had seen it. The one
+        # case still known is KNOWN_BUG (reproduced by a strict xfail in the property tests);
+        # reported as xfail with the trail until it is fixed, then make this an assert.
+        pytest.xfail(f"{KNOWN_BUG}\n" + "\n".join(violations) + f"\n{trail}")
+
+
+KNOWN_BUG = (
+    "known conflict-core bug: a key with NO ledger entry yet (the sender has not processed its first "
+    "local writes) falls back to the item's own stamp; the applier puts a peer version over a pending "
+    "local write stamped below it, the sender then sends an earlier, higher local version of that "
+    "write sequence and re-stamps the applier's content as local (see "
+    "test_a_peer_version_over_a_pending_first_write_of_a_key_is_not_relabelled)"
+)
 
 
 def causality_violations(
@@ -511,22 +521,14 @@ def causality_violations(
     return found
 
 
-KNOWN_BUGS = (
-    "known conflict-core bugs: (1) the applier puts a peer version over a local write the sender has "
-    "not processed yet (unstamped or stamped below what the region held), then the sender re-stamps "
-    "that peer content as a local version and it outlives its origin's later delete; (2) a local "
-    "delete's tombstone enforcement deletes a LATER application write whose stamp names the peer"
-)
-
-
-@pytest.mark.xfail(strict=True, reason="known bug (1), see KNOWN_BUGS and the report")
 def test_a_peer_version_applied_over_an_unsent_local_write_does_not_come_back_after_its_delete(
     harnesses: dict[str, Harness],
 ) -> None:
     """The sequence the random runs found, made explicit. sg holds H (stamped ahead) and then an
-    unstamped write U; neither has reached sg's sender yet. cn's version P (older than H) arrives
-    and the applier puts it over U (U has no stamp, the ledger does not know H yet). cn deletes P.
-    U was written after H in sg, so it outranks H and P; P must not outlive cn's delete."""
+    unstamped write U; neither has reached sg's sender yet. cn's version P (older than H) arrives.
+    The ledger does not account for U (a local change not yet sent), so P is discarded and the
+    ledger raised to it; U is re-stamped above. cn deletes P. U was written after H in sg, so it
+    outranks H and P; P must not outlive cn's delete (it used to: put over U, then re-stamped)."""
     harness = harnesses["seconds-composite"]
     harness.log = ["explicit: applied peer version over an unsent local write"]
     pair = harness.pair
@@ -541,8 +543,8 @@ def test_a_peer_version_applied_over_an_unsent_local_write_does_not_come_back_af
     harness.drain_side("cn", sender_only=True)  # P is on its way to sg
     sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "H"}, **stamped(SKEW_SECONDS, "sg")})
     sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "U"}})
-    harness.drain_side("sg", applier_only=True)  # P lands on U before sg's sender saw H or U
-    assert pair.get("sg", key)["w"]["S"] == "P"  # type: ignore[index]
+    harness.drain_side("sg", applier_only=True)  # P arrives before sg's sender saw H or U
+    assert pair.get("sg", key)["w"]["S"] == "U"  # type: ignore[index]
     cn.delete_item(TableName=pair.tables["cn"], Key=key)
     harness.drain()
 
@@ -551,13 +553,12 @@ def test_a_peer_version_applied_over_an_unsent_local_write_does_not_come_back_af
     assert final["cn"] is not None and final["cn"]["w"]["S"] == "U", (final, "\n".join(harness.log))
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (2), see KNOWN_BUGS and the report")
 def test_an_application_write_naming_the_peer_after_a_local_delete_survives(
     harnesses: dict[str, Harness],
 ) -> None:
     """sg sends X, then the application deletes X and writes Y whose stamp names cn (a restore
     from a copy, a read-modify-write that kept the stamp). Y came after the delete in sg: it must
-    survive. The sender's tombstone enforcement takes Y for the applier's write and deletes it."""
+    survive: the sender's tombstone enforcement only deletes exactly the applier's last put."""
     harness = harnesses["seconds-composite"]
     harness.log = ["explicit: application write naming the peer after a local delete"]
     pair = harness.pair

@@ -8,6 +8,7 @@ longer holds changes nothing and the step is retried later from a fresh read, li
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -63,6 +64,46 @@ class Wire:
 
 
 @dataclass
+class History:
+    """Causality per key, as the edge test tracks it: every application write (its content is
+    its id) or delete is an event; `seen[region][key]` holds the events that region has observed
+    (its own, and every write whose content it held, with that write's own past). An event's past
+    is what its region had seen when it happened."""
+
+    seen: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    past: dict[str, frozenset[str]] = field(default_factory=dict)
+    events: dict[str, list[str]] = field(default_factory=dict)
+    counter: int = 0
+
+    def new_event(self, region: str, key: str, event: str) -> None:
+        self.counter += 1
+        mine = self.seen.setdefault(region, {}).setdefault(key, set())
+        self.past[event] = frozenset(mine)
+        mine.add(event)
+        self.events.setdefault(key, []).append(event)
+
+    def observe(self, region: str, key: str, event: str) -> None:
+        mine = self.seen.setdefault(region, {}).setdefault(key, set())
+        if event not in mine:
+            mine.add(event)
+            mine.update(self.past.get(event, ()))
+
+    def violations(self, final: dict[str, Item]) -> list[str]:
+        """A final state some later write or delete had seen (it lost to an older state)."""
+        found = []
+        for key, events in self.events.items():
+            dominated: set[str] = set()
+            for event in events:
+                dominated |= self.past[event]
+            item = final.get(key)
+            if item is not None and item[DATA]["S"] in dominated:
+                found.append(f"{key}: {item[DATA]['S']} survives a write or delete that had seen it")
+            if item is None and all(e in dominated for e in events if e.startswith("delete#")):
+                found.append(f"{key} is gone, but every delete was followed by a write that saw it")
+        return found
+
+
+@dataclass
 class Region:
     name: str
     peer: str
@@ -89,6 +130,8 @@ class Model:
         self.ledger_history: list[tuple[str, str, Version | None, Version]] = []
         self.app_ops: dict[str, set[str]] = {}  # key -> regions with application writes
         self.seen_stamps: dict[tuple[str, str], list[tuple[Any, Any]]] = {}
+        self.history = History()
+        self.contents = itertools.count()
 
     # --- the table, with a stream ---------------------------------------------------------
 
@@ -125,9 +168,16 @@ class Model:
 
     # --- application writes ---------------------------------------------------------------
 
+    def observe(self) -> None:
+        """What each region holds now has been seen there (call after every step)."""
+        for region in self.regions.values():
+            for key, item in region.table.items():
+                self.history.observe(region.name, key, item[DATA]["S"])
+
     def app_put(self, region_name: str, key: str, content: str, stamp: tuple[str, Any]) -> None:
         region = self.regions[region_name]
         self.app_ops.setdefault(key, set()).add(region_name)
+        self.history.new_event(region_name, key, content)
         item: Item = {KEY: {"S": key}, DATA: {"S": content}}
         kind, value = stamp
         current = region.table.get(key)
@@ -154,6 +204,7 @@ class Model:
         """UpdateItem SET data = ...: the stamps stay as they are (upsert when absent)."""
         region = self.regions[region_name]
         self.app_ops.setdefault(key, set()).add(region_name)
+        self.history.new_event(region_name, key, content)
         current = copy.deepcopy(region.table.get(key)) or {KEY: {"S": key}}
         current[DATA] = {"S": content}
         self._write_item(region, key, current)
@@ -161,6 +212,7 @@ class Model:
     def app_delete(self, region_name: str, key: str) -> None:
         region = self.regions[region_name]
         self.app_ops.setdefault(key, set()).add(region_name)
+        self.history.new_event(region_name, key, f"delete#{self.history.counter}")
         self._write_item(region, key, None)
 
     # --- sender ---------------------------------------------------------------------------
@@ -230,10 +282,12 @@ class Model:
                     restamped[ORIGIN] = {"S": decision.version.origin}
                     self._write_item(region, key, restamped)
                 return True
-            # SEND: max-merge the ledger (conditional; on a lost race re-read and merge again).
-            live_entry, live_rev = self._ledger_state(region, key)
-            base = entry if live_rev == rev else live_entry
-            merged = ledger_after_send(base, decision.version, digest, epoch)
+            # SEND: max-merge the ledger, conditioned on the entry read. A lost race (the applier
+            # raised the ledger for this pending write) decides again from a fresh read: the
+            # handler re-stamps the sends the raised ledger overtook (`demote_sends`).
+            if self._ledger_state(region, key)[1] != rev:
+                return False
+            merged = ledger_after_send(entry, decision.version, digest, epoch)
             if merged is not None:
                 self._write_ledger(region, key, merged)
             self._send(region, Wire(key, decision.version, copy.deepcopy(record.new)))
@@ -252,7 +306,8 @@ class Model:
         # one transaction conditioned on the ledger and item states read.
         if self._ledger_state(region, key)[1] != rev:
             return False
-        enforce = enforces_tombstone(item_version(item_read), removal.version, region.peer)
+        read_digest = content_digest(item_read) if item_read is not None else None
+        enforce = enforces_tombstone(item_version(item_read), read_digest, entry, region.peer)
         deleted_marker = None
         if enforce:
             assert item_read is not None
@@ -286,14 +341,22 @@ class Model:
         wire = region.inbound[index]
         key = wire.key
         action = decide_apply(
-            wire.version, wire.item is None, item_read is not None, item_version(item_read), entry
+            wire.version,
+            wire.item is None,
+            item_present=item_read is not None,
+            item_version=item_version(item_read),
+            item_digest=content_digest(item_read) if item_read is not None else None,
+            ledger=entry,
         )
         if action is not ApplyAction.DISCARD:
             current = region.table.get(key)
             same_item = (current is None) == (item_read is None) and stamps_of(current) == stamps_of(
                 item_read
             )
-            if not same_item or self._ledger_state(region, key)[1] != rev:
+            # RAISE_LEDGER writes the ledger only (the item is a pending local change and stays).
+            if self._ledger_state(region, key)[1] != rev or (
+                action is not ApplyAction.RAISE_LEDGER and not same_item
+            ):
                 return  # transaction cancelled: re-read and decide again later
             digest = content_digest(wire.item) if wire.item is not None else None
             deleted = (

@@ -487,12 +487,37 @@ def test_unchanged_pair_makes_no_mutating_aws_calls(harness: Harness) -> None:
     marks = {region.name: max((e["seq"] for e in region.requests()), default=0) for region in harness.regions}
     checks = HealthChecks(harness, "users")
     # Two more health checks: at least one whole interval lies between them.
-    wait_for(lambda: checks.at_least(2), 3 * HEALTH_INTERVAL + 10, "two health checks", interval=0.5)
+    wait_for(lambda: checks.at_least(2), 3 * HEALTH_INTERVAL + 60, "two health checks", interval=0.5)
     for region in harness.regions:
         served = region.requests(since=marks[region.name])
         assert served, "the health checks read both regions"
         changes = [f"{e['service']}:{e['operation']}" for e in served if _mutating(e["operation"])]
         assert changes == [], f"{region.name}: {changes}"
+
+
+def test_out_of_band_deletions_are_repaired(harness: Harness) -> None:
+    cn, sg = harness.regions[CN], harness.regions[SG]
+    names_cn, names_sg = SideNames("users", "cn"), SideNames("users", "sg")
+    lam = sg.client("lambda")
+    (mapping,) = lam.list_event_source_mappings(FunctionName=names_sg.applier_function)["EventSourceMappings"]
+    lam.delete_event_source_mapping(UUID=mapping["UUID"])
+    cn.client("kinesis").delete_stream(StreamName=names_cn.inbound_stream)
+
+    harness.wait_event("users", "DriftRepaired", HEALTH_INTERVAL + 40, contains=names_cn.inbound_stream)
+    harness.wait_event("users", "DriftRepaired", HEALTH_INTERVAL + 40, contains=names_sg.applier_function)
+    assert names_cn.inbound_stream in cn.client("kinesis").list_streams()["StreamNames"]
+    assert (
+        len(lam.list_event_source_mappings(FunctionName=names_sg.applier_function)["EventSourceMappings"])
+        == 1
+    )
+    harness.wait_condition("users", "Ready", "True", HEALTH_INTERVAL + 40)
+    # Replication goes on through the repaired stream and mapping, both ways.
+    _write_items(harness.regions, "cn", "user-cn", "after-repair-cn", 5)
+    _write_items(harness.regions, "sg", "user-sg", "after-repair-sg", 5)
+    manifest = harness.manifest_file(yaml.safe_load(MINIMAL_SAMPLE.read_text()))
+    wait_for(
+        lambda: _converged(harness, SAMPLE_TABLES, 50, manifest), 90, "convergence after repair", interval=1
+    )
 
 
 def test_poison_record_is_dead_lettered_and_reported(harness: Harness) -> None:
@@ -526,31 +551,6 @@ def test_poison_record_is_dead_lettered_and_reported(harness: Harness) -> None:
     sg.client("sqs").purge_queue(QueueUrl=queue)
     harness.wait_condition("users", "Ready", "True", HEALTH_INTERVAL + 30)
     assert harness.condition("users", "DeadLetters")["status"] == "False"  # type: ignore[index]
-
-
-def test_out_of_band_deletions_are_repaired(harness: Harness) -> None:
-    cn, sg = harness.regions[CN], harness.regions[SG]
-    names_cn, names_sg = SideNames("users", "cn"), SideNames("users", "sg")
-    lam = sg.client("lambda")
-    (mapping,) = lam.list_event_source_mappings(FunctionName=names_sg.applier_function)["EventSourceMappings"]
-    lam.delete_event_source_mapping(UUID=mapping["UUID"])
-    cn.client("kinesis").delete_stream(StreamName=names_cn.inbound_stream)
-
-    harness.wait_event("users", "DriftRepaired", HEALTH_INTERVAL + 40, contains=names_cn.inbound_stream)
-    harness.wait_event("users", "DriftRepaired", HEALTH_INTERVAL + 40, contains=names_sg.applier_function)
-    assert names_cn.inbound_stream in cn.client("kinesis").list_streams()["StreamNames"]
-    assert (
-        len(lam.list_event_source_mappings(FunctionName=names_sg.applier_function)["EventSourceMappings"])
-        == 1
-    )
-    harness.wait_condition("users", "Ready", "True", HEALTH_INTERVAL + 40)
-    # Replication goes on through the repaired stream and mapping, both ways.
-    _write_items(harness.regions, "cn", "user-cn", "after-repair-cn", 5)
-    _write_items(harness.regions, "sg", "user-sg", "after-repair-sg", 5)
-    manifest = harness.manifest_file(yaml.safe_load(MINIMAL_SAMPLE.read_text()))
-    wait_for(
-        lambda: _converged(harness, SAMPLE_TABLES, 50, manifest), 90, "convergence after repair", interval=1
-    )
 
 
 def test_forced_key_rotation_loses_no_change_and_retires_the_old_key(harness: Harness) -> None:

@@ -322,6 +322,29 @@ def _mutating(operation: str) -> bool:
 # ----------------------------------------------------------------------------------------- fixtures
 
 
+def _release_all(harness: Harness) -> None:
+    """Pairs still present are released with force so no finalizer outlives the module."""
+    namespace = harness.namespace
+
+    def remaining() -> list[str]:
+        listed = json.loads(harness.kubectl("get", "trp", "-n", namespace, "-o", "json").stdout)["items"]
+        return [item["metadata"]["name"] for item in listed]
+
+    for name in remaining():
+        harness.kubectl(
+            "annotate",
+            "trp",
+            name,
+            "-n",
+            namespace,
+            "ddbbridge.io/force-delete=true",
+            "--overwrite",
+            check=False,
+        )
+        harness.kubectl("delete", "trp", name, "-n", namespace, "--wait=false", check=False)
+    wait_for(lambda: not remaining(), 300, "every pair of the module to be released", interval=1)
+
+
 @pytest.fixture(scope="module")
 def harness(
     kube_cluster: KubeClusterAccess, fresh_regions: Regions, tmp_path_factory: pytest.TempPathFactory
@@ -360,31 +383,14 @@ def harness(
     try:
         yield harness
     finally:
-        # Pairs still present are released with force so no finalizer outlives the module.
-        for item in json.loads(harness.kubectl("get", "trp", "-n", namespace, "-o", "json").stdout)["items"]:
-            name = item["metadata"]["name"]
-            harness.kubectl(
-                "annotate",
-                "trp",
-                name,
-                "-n",
-                namespace,
-                "ddbbridge.io/force-delete=true",
-                "--overwrite",
-                check=False,
-            )
-            harness.kubectl("delete", "trp", name, "-n", namespace, "--wait=false", check=False)
-        wait_for(
-            lambda: (
-                not json.loads(harness.kubectl("get", "trp", "-n", namespace, "-o", "json").stdout)["items"]
-            ),
-            120,
-            "every pair of the module to be released",
-        )
-        operator.stop()
-        runner.close()
-        if os.environ.get("DDBBRIDGE_KEEP_OPERATOR_LOG"):
-            Path(os.environ["DDBBRIDGE_KEEP_OPERATOR_LOG"]).write_bytes(operator.log_path.read_bytes())
+        try:
+            _release_all(harness)
+        finally:
+            # Whatever happened above, no process of the module outlives it.
+            operator.stop()
+            runner.close()
+            if os.environ.get("DDBBRIDGE_KEEP_OPERATOR_LOG"):
+                Path(os.environ["DDBBRIDGE_KEEP_OPERATOR_LOG"]).write_bytes(operator.log_path.read_bytes())
         kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 

@@ -61,6 +61,11 @@ def plan_rotation(
     overlap_over = live is not None and now - live.created >= overlap
     if live is not None and not forced and not rotation_due(live, rotation_days, now):
         return RotationPlan(live, create=False, retire=others if overlap_over else ())
+    if stored_key_id is None and not secret_stored:
+        # Nothing was ever stored in the peer's SSM, so no sender can hold any of these keys: they
+        # are leftovers of a reconcile stopped between creating a key and storing it. Delete them now
+        # rather than after an overlap, so a restart leaves exactly one key.
+        return RotationPlan(None, create=True, delete_before_create=tuple(keys), forced=forced)
     if len(keys) >= IAM_KEYS_PER_USER:
         if live is not None and not overlap_over:
             return RotationPlan(

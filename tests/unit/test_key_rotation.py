@@ -85,6 +85,13 @@ def test_unknown_or_inactive_stored_key_is_replaced() -> None:
     assert lost_secret.create and lost_secret.live is None
 
 
+def test_keys_never_stored_are_deleted_at_once() -> None:
+    """A reconcile killed between CreateAccessKey and storing it left a key no sender can hold."""
+    decided = plan([key("A", timedelta(minutes=1))], None)
+    assert decided.create and decided.live is None
+    assert [k.access_key_id for k in decided.delete_before_create] == ["A"]
+
+
 def test_rotation_request_rule() -> None:
     assert not forced_rotation(None, None, has_key=True)
     assert forced_rotation("1", None, has_key=True)

@@ -81,6 +81,8 @@ class Applier:
         self.config = config
         self.dynamodb = dynamodb
         self.clock = clock
+        # The Lambda yields to local changes its sender has not processed yet; a repair does not.
+        self.pending_local_wins = True
         self.ledger = Ledger(dynamodb, config.ledger_table, config.tombstone_retention_seconds)
         self.dead_letters = DeadLetterQueue(
             sqs,
@@ -216,6 +218,7 @@ class Applier:
             item_version=item_version,
             item_digest=item_digest,
             ledger=state.ledger.entry,
+            pending_local_wins=self.pending_local_wins,
         )
         work.discarded = action is ApplyAction.RAISE_LEDGER
         if action is ApplyAction.DISCARD:

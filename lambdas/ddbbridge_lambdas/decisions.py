@@ -234,6 +234,7 @@ def decide_apply(
     item_version: Version | None,
     item_digest: str | None,
     ledger: LedgerEntry | None,
+    pending_local_wins: bool = True,
 ) -> ApplyAction:
     """Last writer wins over the ledger, for an item the ledger accounts for.
 
@@ -241,9 +242,11 @@ def decide_apply(
     processed yet: that pending local change wins over a peer version arriving in this window.
     The incoming version is discarded and the ledger raised to it, so the sender's re-stamp or
     tombstone of the pending change is placed above it (and never relabels peer content).
+    `pending_local_wins=False` is for `verify --repair`, which has already compared both sides with
+    consistent reads and writes the winner conditioned on exactly the state it read.
     """
     current = ledger_version(ledger)
-    if not is_accounted(item_present, item_version, item_digest, ledger):
+    if pending_local_wins and not is_accounted(item_present, item_version, item_digest, ledger):
         if current is not None and incoming <= current:
             return ApplyAction.DISCARD
         return ApplyAction.RAISE_LEDGER

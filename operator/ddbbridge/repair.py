@@ -161,7 +161,9 @@ class PairRepairer:
         self.sessions = sessions or {side.name: region_session(side) for side in manifest.spec.regions}
         self.specs: dict[Side, RegionSpec] = {Side.A: manifest.spec.side_a, Side.B: manifest.spec.side_b}
         self.appliers = {
-            side: RegionApplier.deployed(self.sessions[spec.name], manifest.name, spec.name)
+            side: RegionApplier.deployed(
+                self.sessions[spec.name], manifest.name, spec.name, authoritative=True
+            )
             for side, spec in self.specs.items()
         }
         self.prefer = prefer

@@ -49,8 +49,11 @@ class _LetterCollector:
 class _ToolApplier(Applier):
     """The Lambda's applier with the two tool-specific differences of the module docstring."""
 
-    def __init__(self, config: HandlerConfig, dynamodb: Any, sqs: Any) -> None:
+    def __init__(
+        self, config: HandlerConfig, dynamodb: Any, sqs: Any, *, pending_local_wins: bool = True
+    ) -> None:
         super().__init__(config, dynamodb, sqs)
+        self.pending_local_wins = pending_local_wins
         self.collector = _LetterCollector()
         self.dead_letters = self.collector  # type: ignore[assignment]
         self.last_outcomes: Counter[str] = Counter()
@@ -119,9 +122,13 @@ class RegionApplier:
         *,
         attempts: int = DEFAULT_ATTEMPTS,
         sleep: Callable[[float], None] = time.sleep,
+        authoritative: bool = False,
     ) -> None:
         self.session = session
         self.config = config
+        # Authoritative (verify --repair): the caller compared both sides right before writing, so
+        # the write does not yield to a local change the sender has not processed yet.
+        self.authoritative = authoritative
         self.attempts = attempts
         self.sleep = sleep
         self.ledger = Ledger(
@@ -134,7 +141,12 @@ class RegionApplier:
 
     def _applier(self) -> _ToolApplier:
         # One per call: the Applier keeps per-invocation state on the instance.
-        return _ToolApplier(self.config, self.session.client("dynamodb"), self.session.client("sqs"))
+        return _ToolApplier(
+            self.config,
+            self.session.client("dynamodb"),
+            self.session.client("sqs"),
+            pending_local_wins=not self.authoritative,
+        )
 
     def canonical(self, key: dict[str, Any]) -> str:
         return canonical_key(key, self.config.key_schema)

@@ -10,6 +10,8 @@ With `--port 0` the OS picks a free port (no race with other processes); the bou
   DELETE /_ddbbridge/requests                        clear the request log
   POST   /_ddbbridge/faults                          {"service","operation","error","status","count"}
   GET    /_ddbbridge/faults, DELETE /_ddbbridge/faults
+  GET    /_ddbbridge/oidc/<account>/.well-known/openid-configuration | jwks.json
+                                                     the account's token issuer (federation.py)
 moto's own `POST /moto-api/reset` resets every backend.
 """
 
@@ -35,7 +37,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.utilities.utils import get_partition
 from werkzeug.serving import make_server
 
-from ddbbridge_dev import moto_patches
+from ddbbridge_dev import federation, moto_patches, state
 from ddbbridge_dev.faults import Fault, FaultBook, FaultSpecError, render, request_protocol
 from ddbbridge_dev.request_log import DEFAULT_LIMIT, RequestLog, identify
 
@@ -80,6 +82,9 @@ class BridgeApp:
     def _own_route(self, environ: dict[str, Any], path: str) -> tuple[str, list[tuple[str, str]], bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         query = _query(environ)
+        document = federation.serve_document(path) if method == "GET" else None
+        if document is not None:
+            return _json(*document)
         if path == "/_ddbbridge/health" and method == "GET":
             return _json(
                 200,
@@ -192,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request (slower)")
     parser.add_argument("--request-log-limit", type=int, default=DEFAULT_LIMIT)
     parser.add_argument("--no-warm-up", action="store_true")
+    parser.add_argument("--key-dir", type=Path, help="token signing keys (default: <dev dir>/oidc/<region>)")
     args = parser.parse_args(argv)
 
     handlers: list[logging.Handler] = [logging.FileHandler(args.log) if args.log else logging.StreamHandler()]
@@ -210,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     port = server.socket.getsockname()[1]
+    # Token issuers are URLs of this very server, so they are known only once the port is bound.
+    federation.configure(
+        f"http://{args.host}:{port}", args.key_dir or state.dev_dir() / "oidc" / args.region, args.region
+    )
     LOG.info(
         "region %s listening on %s:%d (pid %d), patches: %s",
         args.region,

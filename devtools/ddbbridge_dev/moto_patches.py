@@ -25,7 +25,7 @@ from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.kinesis.models import KinesisBackend, Shard, Stream
 from moto.kinesis.utils import compose_shard_iterator, decompose_shard_iterator
 
-from ddbbridge_dev import moto_transactions
+from ddbbridge_dev import federation, moto_transactions
 
 MOTO_VERSION = "5.2.5"
 STREAM_ITERATOR_LIFETIME_SECONDS = 15 * 60  # DynamoDB Streams shard iterators expire after 15 minutes
@@ -244,6 +244,12 @@ PATCHES: tuple[Patch, ...] = (
         "update-single-insert",
         "UpdateItem creating an item emits two INSERT stream records (the first holds only the key)",
         _single_insert_on_update,
+    ),
+    Patch(
+        "outbound-federation",
+        "moto has no IAM outbound identity federation nor STS GetWebIdentityToken, and its "
+        "AssumeRoleWithWebIdentity accepts any token for any role; see federation.py",
+        federation.install,
     ),
     Patch(
         "stream-iterators-expire",

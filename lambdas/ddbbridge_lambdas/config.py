@@ -19,6 +19,10 @@ KeyRole = Literal["HASH", "RANGE"]
 TimestampUnit = Literal["seconds", "milliseconds"]
 
 DEFAULT_CREDENTIALS_TTL_SECONDS = 300
+DEFAULT_TOKEN_DURATION_SECONDS = 300
+DEFAULT_PEER_SESSION_SECONDS = 3600
+ACCESS_KEY_MODE = "accessKey"
+FEDERATION_MODE = "federation"
 DEFAULT_TOMBSTONE_RETENTION_SECONDS = 15 * 24 * 3600
 
 
@@ -63,6 +67,13 @@ class HandlerConfig:
     peer_secret_key_parameter: str | None = None
     credentials_ttl_seconds: int = DEFAULT_CREDENTIALS_TTL_SECONDS
     peer_proxy: str | None = None
+    # accessKey: the key in SSM above; federation: a token of this partition exchanged in the peer's
+    # STS for `peer_role_arn` (nothing stored).
+    peer_credentials_mode: str = ACCESS_KEY_MODE
+    peer_role_arn: str | None = None
+    token_audience: str | None = None
+    token_duration_seconds: int = DEFAULT_TOKEN_DURATION_SECONDS
+    peer_session_seconds: int = DEFAULT_PEER_SESSION_SECONDS
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +90,12 @@ class HandlerConfig:
             raise ConfigError("the stamp attributes cannot be key attributes")
         if self.timestamp_unit not in ("seconds", "milliseconds"):
             raise ConfigError(f"timestamp_unit must be seconds or milliseconds, not {self.timestamp_unit!r}")
+        if self.peer_credentials_mode not in (ACCESS_KEY_MODE, FEDERATION_MODE):
+            raise ConfigError(
+                f"peer_credentials_mode must be accessKey or federation, not {self.peer_credentials_mode!r}"
+            )
+        if self.peer_credentials_mode == FEDERATION_MODE and not (self.peer_role_arn and self.token_audience):
+            raise ConfigError("federation needs peer_role_arn and token_audience")
         if self.tombstone_retention_seconds <= 0 or self.credentials_ttl_seconds < 0:
             raise ConfigError("tombstone_retention_seconds must be > 0 and credentials_ttl_seconds >= 0")
 

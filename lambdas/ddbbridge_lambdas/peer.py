@@ -1,7 +1,9 @@
 """The peer region's Kinesis stream, reached with the peer partition's credentials.
 
-Roles cannot be assumed across partitions, so the sender uses an access key of an IAM user of the
-peer partition, stored in the LOCAL region's SSM (access key id as String, secret as SecureString).
+Roles cannot be assumed across partitions, so in accessKey mode the sender uses an access key of an
+IAM user of the peer partition, stored in the LOCAL region's SSM (access key id as String, secret as
+SecureString). In federation mode `federation.FederatedCredentials` supplies a role session instead;
+both have `get()` (a key pair, or a key pair and a session token) and `invalidate()`.
 The pair is cached for `credentials_ttl_seconds`: a rotated key takes effect without a redeploy,
 and an authentication error drops the cache at once (the old key may be deleted before the TTL).
 Secrets are never logged.
@@ -13,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.config import Config
 
@@ -64,6 +66,12 @@ def split_for_put_records(records: Sequence[OutgoingRecord]) -> list[list[Outgoi
     return chunks
 
 
+class CredentialSource(Protocol):
+    def get(self) -> tuple[str, ...]: ...
+
+    def invalidate(self) -> None: ...
+
+
 class PeerCredentials:
     """Access key pair from SSM, cached with a TTL (monotonic clock)."""
 
@@ -106,7 +114,7 @@ class PeerKinesis:
         self,
         config: HandlerConfig,
         session_factory: Callable[..., Any],
-        credentials: PeerCredentials | None,
+        credentials: CredentialSource | None,
         sleep: Callable[[float], None] = time.sleep,
         max_attempts: int = 5,
     ) -> None:
@@ -119,7 +127,7 @@ class PeerKinesis:
         self.sleep = sleep
         self.max_attempts = max_attempts
         self._client: Any = None
-        self._client_key: tuple[str, str] | None = None
+        self._client_key: tuple[str, ...] | None = None
 
     def client(self) -> Any:
         key = self.credentials.get() if self.credentials else None
@@ -138,7 +146,9 @@ class PeerKinesis:
             if self.config.peer_endpoint_url:
                 options["endpoint_url"] = self.config.peer_endpoint_url
             if key is not None:
-                options["aws_access_key_id"], options["aws_secret_access_key"] = key
+                options["aws_access_key_id"], options["aws_secret_access_key"] = key[0], key[1]
+                if len(key) > 2:
+                    options["aws_session_token"] = key[2]
             self._client = self.session_factory("kinesis", **options)
             self._client_key = key
         return self._client

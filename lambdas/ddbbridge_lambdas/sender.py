@@ -33,7 +33,7 @@ from .codec import (
     item_to_wire,
     partition_key,
 )
-from .config import HandlerConfig
+from .config import FEDERATION_MODE, HandlerConfig
 from .dead_letters import DeadLetter, DeadLetterQueue
 from .decisions import (
     ChangeAction,
@@ -47,8 +47,9 @@ from .decisions import (
     removed_marker,
 )
 from .errors import cancellation_codes, error_code, is_condition_failure, is_poison
+from .federation import FederatedCredentials
 from .ledger import Ledger, LedgerState
-from .peer import MAX_BYTES_PER_RECORD, OutgoingRecord, PeerCredentials, PeerKinesis
+from .peer import MAX_BYTES_PER_RECORD, CredentialSource, OutgoingRecord, PeerCredentials, PeerKinesis
 from .runtime import aws_config
 from .tables import Expression, item_state_condition
 from .versions import (
@@ -537,8 +538,10 @@ def _build() -> Sender:
     session = boto3.session.Session()
     dynamodb = session.client("dynamodb", region_name=config.local_region, config=aws_config())
     sqs = session.client("sqs", region_name=config.local_region, config=aws_config())
-    credentials = None
-    if config.peer_access_key_parameter and config.peer_secret_key_parameter:
+    credentials: CredentialSource | None = None
+    if config.peer_credentials_mode == FEDERATION_MODE:
+        credentials = FederatedCredentials(config, session.client)
+    elif config.peer_access_key_parameter and config.peer_secret_key_parameter:
         ssm = session.client("ssm", region_name=config.local_region, config=aws_config())
         credentials = PeerCredentials(
             ssm,

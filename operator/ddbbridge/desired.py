@@ -10,6 +10,8 @@ IAM exceptions and managed policies (documented in docs/iam.md):
   own example for Lambda stream readers does.
 - SSM SecureString parameters use the AWS managed key `alias/aws/ssm`, whose key policy already lets
   principals of the account decrypt through SSM, so no kms:Decrypt statement is needed.
+- Federation mode: sts:GetWebIdentityToken has no resource type, so its statement names Resource "*"
+  and is scoped by condition keys instead (our audience only, RS256, a bounded token lifetime).
 - The only AWS-managed policy is AWSLambdaVPCAccessExecutionRole, attached to the sender role only
   when the side has a `vpc` (ENI management cannot be scoped to named resources). Logging uses an
   inline statement scoped to the function's own log group instead of AWSLambdaBasicExecutionRole.
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ddbbridge.names import SideNames, log_group
-from ddbbridge.spec import PairManifest, RegionSpec, partition_of
+from ddbbridge.spec import CredentialsMode, PairManifest, RegionSpec, partition_of
 from ddbbridge_lambdas.config import HandlerConfig, KeyAttribute
 from ddbbridge_lambdas.ledger import KEY as LEDGER_HASH_KEY
 
@@ -36,6 +38,15 @@ LEDGER_KEY = (LEDGER_HASH_KEY, "S")  # canonical item key string, written by the
 STATS_KEY = ("PK", "S")
 CREDENTIALS_TTL_SECONDS = 300
 VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
+# Federation mode. One audience for every pair: the destination role's trust pins `sub` to one pair's
+# sender role, so the audience only has to say "meant for ddb-bridge" and the account's OIDC provider
+# (one per issuer URL) never needs a client id per pair.
+TOKEN_AUDIENCE = "ddbbridge.io"
+TOKEN_SIGNING_ALGORITHM = "RS256"
+# The token is exchanged at once; five minutes covers a slow cross-border hop and clock skew.
+TOKEN_DURATION_SECONDS = 300
+# IAM's default MaxSessionDuration; the sender caches the session until shortly before it ends.
+FEDERATED_SESSION_SECONDS = 3600
 
 TAG_PAIR = "ddbbridge.io/pair"
 TAG_NAMESPACE = "ddbbridge.io/namespace"
@@ -55,6 +66,11 @@ class RegionFacts:
     key_schema: tuple[KeyAttribute, ...]
     table_stream_arn: str | None = None  # None while the stream is not enabled yet (dry run)
     dead_letter_queue_url: str | None = None  # None until the queue exists (dry run)
+    # Credentials of the two directions, as resolved from spec.credentials (never `auto` here).
+    sender_mode: str = CredentialsMode.ACCESS_KEY.value  # this side's sender -> the peer
+    inbound_mode: str = CredentialsMode.ACCESS_KEY.value  # the peer's sender -> this side
+    peer_account_id: str | None = None  # needed in federation mode (the other side's role ARNs)
+    peer_issuer_url: str | None = None  # the peer account's token issuer (inbound federation)
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,25 @@ class User:
     inline_policy_name: str
     inline_policy: Policy
     tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class IssuerProvider:
+    """IAM OIDC identity provider in X for the PEER account's token issuer (federation mode).
+
+    One provider per issuer URL and account, shared by every pair whose sender lives in that peer
+    account, so its tags carry no pair name and destroy removes it only when no role trusts it.
+    """
+
+    url: str  # https://... as the peer account's IAM reports it
+    arn: str
+    audience: str
+    tags: dict[str, str]
+
+    @property
+    def condition_prefix(self) -> str:
+        """`<host>/<path>`: the prefix of the `:aud` and `:sub` condition keys of a trust policy."""
+        return issuer_host_path(self.url)
 
 
 @dataclass(frozen=True)
@@ -171,6 +206,10 @@ class RegionDesired:
     applier_role: Role
     peer_writer: User
     peer_key_parameters: KeyParameters  # the PEER's user key, stored here for this side's sender
+    sender_mode: str  # accessKey or federation: how this side's sender reaches the peer
+    inbound_mode: str  # how the PEER's sender reaches this side's inbound stream
+    federated_writer: Role  # the role the peer's sender assumes here (federation)
+    issuer_provider: IssuerProvider | None  # None unless inbound federation and the issuer is known
     sender: Function
     applier: Function
     sender_mapping: Mapping
@@ -230,6 +269,14 @@ class Arns:
     def managed_policy(self, path_and_name: str) -> str:
         return f"arn:{self.partition}:iam::aws:policy/{path_and_name}"
 
+    def oidc_provider(self, issuer_url: str) -> str:
+        return f"arn:{self.partition}:iam::{self.account_id}:oidc-provider/{issuer_host_path(issuer_url)}"
+
+
+def issuer_host_path(issuer_url: str) -> str:
+    """An issuer URL without its scheme: how IAM names OIDC providers and their condition keys."""
+    return issuer_url.split("://", 1)[-1]
+
 
 def pair_tags(manifest: PairManifest) -> dict[str, str]:
     tags = {
@@ -247,8 +294,13 @@ def placeholder_stream_arn(arns: Arns, table_name: str) -> str:
     return arns.table(table_name) + "/stream/(to-be-enabled)"
 
 
-def statement(sid: str, actions: list[str], resources: list[str]) -> dict[str, Any]:
-    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+def statement(
+    sid: str, actions: list[str], resources: list[str], condition: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    document: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+    if condition:
+        document["Condition"] = condition
+    return document
 
 
 def policy(*statements: dict[str, Any]) -> Policy:
@@ -263,6 +315,43 @@ def lambda_trust_policy() -> Policy:
                 "Effect": "Allow",
                 "Principal": {"Service": LAMBDA_SERVICE_PRINCIPAL},
                 "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def token_statement() -> dict[str, Any]:
+    """The sender may get web identity tokens for our audience only, RS256, at most 5 minutes long."""
+    return statement(
+        "PeerToken",
+        ["sts:GetWebIdentityToken"],
+        ["*"],  # the action has no resource type; the conditions are the scope
+        {
+            "ForAllValues:StringEquals": {"sts:IdentityTokenAudience": [TOKEN_AUDIENCE]},
+            # ForAllValues holds for an absent key: require the audience to be there at all.
+            "Null": {"sts:IdentityTokenAudience": "false"},
+            "NumericLessThanEquals": {"sts:DurationSeconds": TOKEN_DURATION_SECONDS},
+            "StringEquals": {"sts:SigningAlgorithm": TOKEN_SIGNING_ALGORITHM},
+        },
+    )
+
+
+def federated_trust_policy(provider_arn: str, condition_prefix: str, peer_sender_role_arn: str) -> Policy:
+    """Only tokens from the peer account's issuer, for our audience, whose subject is the peer's sender."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PeerSenderToken",
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{condition_prefix}:aud": TOKEN_AUDIENCE,
+                        f"{condition_prefix}:sub": peer_sender_role_arn,
+                    }
+                },
             }
         ],
     }
@@ -339,6 +428,23 @@ def desired_region(
         secret_key_parameter=peer_names.secret_key_parameter,
         tags=tags,
     )
+    federation_out = facts.sender_mode == CredentialsMode.FEDERATION.value
+    federation_in = facts.inbound_mode == CredentialsMode.FEDERATION.value
+    peer_account = facts.peer_account_id or "(peer-account)"
+    peer_arns = Arns(peer.region, peer_account)
+    # How this side's sender reaches the peer: read the stored key, or get a token (nothing stored).
+    peer_access = (
+        token_statement()
+        if federation_out
+        else statement(
+            "ReadPeerCredentials",
+            ["ssm:GetParameter", "ssm:GetParameters"],
+            [
+                arns.parameter(key_parameters.access_key_parameter),
+                arns.parameter(key_parameters.secret_key_parameter),
+            ],
+        )
+    )
     sender_policy = policy(
         statement(
             "ReadTableStream",
@@ -349,14 +455,7 @@ def desired_region(
         statement("StampAndEnforce", USER_TABLE_SENDER_ACTIONS, [arns.table(side.table_name)]),
         statement("VersionLedger", LEDGER_ACTIONS, [ledger.arn]),
         statement("Stats", STATS_ACTIONS, [stats.arn]),
-        statement(
-            "ReadPeerCredentials",
-            ["ssm:GetParameter", "ssm:GetParameters"],
-            [
-                arns.parameter(key_parameters.access_key_parameter),
-                arns.parameter(key_parameters.secret_key_parameter),
-            ],
-        ),
+        peer_access,
         statement("DeadLetters", ["sqs:SendMessage"], [dead_letters.arn, sender_failures.arn]),
         statement("OwnLogs", LOG_ACTIONS, [arns.log_group(names.sender_function)]),
     )
@@ -394,6 +493,24 @@ def desired_region(
         policy(statement("PutIntoInboundStream", PEER_WRITER_ACTIONS, [inbound.arn])),
         tags,
     )
+    issuer_url = facts.peer_issuer_url or f"https://(issuer-of-account-{peer_account})"
+    provider = IssuerProvider(
+        issuer_url,
+        arns.oidc_provider(issuer_url),
+        TOKEN_AUDIENCE,
+        {TAG_MANAGED_BY: "ddbbridge"},
+    )
+    federated_writer = Role(
+        names.federated_writer_role,
+        arns.role(names.federated_writer_role),
+        federated_trust_policy(
+            provider.arn, provider.condition_prefix, peer_arns.role(peer_names.sender_role)
+        ),
+        names.inline_policy,
+        policy(statement("PutIntoInboundStream", PEER_WRITER_ACTIONS, [inbound.arn])),
+        (),
+        tags,
+    )
 
     base_config = HandlerConfig(
         pair=manifest.metadata.name,
@@ -415,11 +532,24 @@ def desired_region(
         base_config,
         peer_stream_name=peer_names.inbound_stream,
         peer_endpoint_url=peer_endpoint_url,
-        peer_access_key_parameter=key_parameters.access_key_parameter,
-        peer_secret_key_parameter=key_parameters.secret_key_parameter,
         credentials_ttl_seconds=CREDENTIALS_TTL_SECONDS,
         peer_proxy=settings.peer_proxy,
     )
+    if federation_out:
+        sender_config = replace(
+            sender_config,
+            peer_credentials_mode=CredentialsMode.FEDERATION.value,
+            peer_role_arn=peer_arns.role(peer_names.federated_writer_role),
+            token_audience=TOKEN_AUDIENCE,
+            token_duration_seconds=TOKEN_DURATION_SECONDS,
+            peer_session_seconds=FEDERATED_SESSION_SECONDS,
+        )
+    else:
+        sender_config = replace(
+            sender_config,
+            peer_access_key_parameter=key_parameters.access_key_parameter,
+            peer_secret_key_parameter=key_parameters.secret_key_parameter,
+        )
     common = {
         "runtime": RUNTIME,
         "memory_mb": settings.lambda_memory_mb,
@@ -485,6 +615,10 @@ def desired_region(
         applier_role=applier_role,
         peer_writer=peer_writer,
         peer_key_parameters=key_parameters,
+        sender_mode=facts.sender_mode,
+        inbound_mode=facts.inbound_mode,
+        federated_writer=federated_writer,
+        issuer_provider=provider if federation_in and facts.peer_issuer_url else None,
         sender=sender,
         applier=applier,
         sender_mapping=mapping(sender, stream_arn, settings.sender_batch_size, sender_failures),

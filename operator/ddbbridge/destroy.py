@@ -14,6 +14,7 @@ from ddbbridge.ensure.context import EnsureContext
 from ddbbridge.ensure.dynamodb_streams import disable_table_stream
 from ddbbridge.ensure.dynamodb_tables import delete_table
 from ddbbridge.ensure.event_source_mappings import delete_mappings
+from ddbbridge.ensure.federation import delete_federated_role
 from ddbbridge.ensure.iam import delete_role, delete_user
 from ddbbridge.ensure.kinesis import delete_stream
 from ddbbridge.ensure.lambda_functions import delete_function
@@ -57,6 +58,13 @@ def destroy(manifest: PairManifest, clients: PairClients, *, dry_run: bool = Fal
     for side in spec.regions:
         ctx, own = contexts[side.name], names[side.name]
         attempt(side.name, f"user {own.peer_writer_user}", delete_user, ctx, own.peer_writer_user)
+        attempt(
+            side.name,
+            f"role {own.federated_writer_role}",
+            delete_federated_role,
+            ctx,
+            own.federated_writer_role,
+        )
         for role in (own.sender_role, own.applier_role):
             attempt(side.name, f"role {role}", delete_role, ctx, role)
     for side in spec.regions:

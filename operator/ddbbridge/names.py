@@ -71,6 +71,16 @@ class SideNames:
         return f"{self._base}-peer-writer"
 
     @property
+    def federated_writer_role(self) -> str:
+        """IAM role in X that the PEER's sender assumes with a web identity token (federation mode)."""
+        return f"{self._base}-federated-writer"
+
+    @property
+    def token_session_name(self) -> str:
+        """RoleSessionName of the peer sender's sessions in X (shows up in X's CloudTrail)."""
+        return f"{self._base}-sender"
+
+    @property
     def access_key_parameter(self) -> str:
         """SSM parameter (String) in the PEER holding the access key id of X's peer-writer user."""
         return f"/{PREFIX}/{self.pair}/{self.side}/access-key-id"
@@ -97,6 +107,7 @@ class SideNames:
             self.applier_failures_queue,
             self.dead_letter_queue,
             self.peer_writer_user,
+            self.federated_writer_role,
         )
 
 

@@ -2,8 +2,10 @@
 
 Order matters: everything is discovered and validated in BOTH regions before anything is changed (a
 spec that can never work leaves nothing behind), then per region: the user table's stream, the
-bookkeeping tables, the inbound Kinesis stream, the queues; IAM roles and the peer-writer user; each
-user's key into the peer's SSM; the functions; the mappings.
+bookkeeping tables, the inbound Kinesis stream, the queues; IAM roles and, per direction, either the
+peer-writer user with its key in the peer's SSM (accessKey) or the peer issuer's OIDC provider and the
+federated-writer role (federation); the functions; the mappings; last, the other mode's identities
+once no sender can still use them (a mode switch).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ddbbridge.aws import PEER_ENDPOINTS_VARIABLE, CallCounter, RegionSession, parse_endpoints, region_session
+from ddbbridge.credential_modes import ModeDecision, OutboundFederation, decide_mode
 from ddbbridge.desired import RegionDesired, RegionFacts, desired_region
 from ddbbridge.ensure.context import Action, EnsureContext
 from ddbbridge.ensure.dynamodb_streams import (
@@ -24,6 +27,11 @@ from ddbbridge.ensure.dynamodb_streams import (
 )
 from ddbbridge.ensure.dynamodb_tables import ensure_bookkeeping_table
 from ddbbridge.ensure.event_source_mappings import MappingObserved, delete_mappings, ensure_mapping
+from ddbbridge.ensure.federation import (
+    enable_outbound_federation,
+    ensure_issuer_provider,
+    read_outbound_federation,
+)
 from ddbbridge.ensure.iam import ensure_role, ensure_user
 from ddbbridge.ensure.kinesis import ensure_stream
 from ddbbridge.ensure.lambda_functions import ensure_function
@@ -32,8 +40,9 @@ from ddbbridge.ensure.sqs import ensure_queue
 from ddbbridge.ensure.table_claim import check_claim, claim_owner, ensure_claim
 from ddbbridge.errors import ErrorReport, TerminalError, report
 from ddbbridge.key_rotation import DEFAULT_OVERLAP
+from ddbbridge.mode_switch import retire_other_mode
 from ddbbridge.package import CodeBundle, build_zip
-from ddbbridge.spec import PairManifest
+from ddbbridge.spec import CredentialsMode, PairManifest
 
 PAIR_SCOPE = "pair"  # error "region" for checks that span both sides
 
@@ -75,6 +84,9 @@ class RegionReport:
     mappings: dict[str, str] = field(default_factory=dict)  # function -> state
     peer_key_id: str | None = None  # id of THIS side's peer-writer key (an id, not a secret)
     peer_key_created: datetime | None = None
+    credentials_mode: CredentialsMode | None = None  # how THIS side's sender reaches the peer
+    credentials_reason: str | None = None
+    retiring: list[str] = field(default_factory=list)  # the other mode's identities, kept for an overlap
 
 
 @dataclass
@@ -199,15 +211,43 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
         check_claim(tables[side.name], owner)
     where.at(PAIR_SCOPE, "compare key schemas")
     check_same_key_schema(tables)
+    modes: dict[str, ModeDecision] = {}
+    issuers: dict[str, str | None] = {}
+    for side in spec.regions:
+        where.at(side.name, "credentials mode")
+        federation: OutboundFederation | None = None
+        if spec.credentials.mode != CredentialsMode.ACCESS_KEY:
+            federation = read_outbound_federation(contexts[side.name])
+            issuers[side.name] = federation.issuer_url
+        modes[side.name] = decide_mode(
+            spec.credentials.mode,
+            side=side.name,
+            account_id=accounts[side.name],
+            federation=federation,
+            may_enable=spec.credentials.enable_outbound_federation,
+        )
+        result.regions[side.name].credentials_mode = modes[side.name].mode
+        result.regions[side.name].credentials_reason = modes[side.name].reason
 
     def plan(side_name: str, stream_arn: str | None = None, dlq_url: str | None = None) -> RegionDesired:
         side = spec.side(side_name)
-        facts = RegionFacts(accounts[side_name], tables[side_name].key_schema, stream_arn, dlq_url)
+        peer_name = spec.peer_of(side).name
+        facts = RegionFacts(
+            accounts[side_name],
+            tables[side_name].key_schema,
+            stream_arn,
+            dlq_url,
+            sender_mode=modes[side_name].mode.value,
+            inbound_mode=modes[peer_name].mode.value,
+            peer_account_id=accounts[peer_name],
+            peer_issuer_url=issuers.get(peer_name),
+        )
         peer_url = clients.function_endpoints.get(spec.peer_of(side).region)
         return desired_region(manifest, side, facts, peer_endpoint_url=peer_url)
 
     # 2. Data path resources, per region.
     desired: dict[str, RegionDesired] = {}
+    planned_with: dict[str, tuple[str | None, str | None]] = {}
     # A stream (re)created in this run makes any existing mapping from it stale: the mapping's
     # position belongs to the deleted stream, so it is replaced and starts at TRIM_HORIZON again.
     recreated_streams: dict[str, str] = {}
@@ -238,22 +278,44 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
             observed = ensure_queue(ctx, queue)
             report_.arns[queue.name] = observed.arn
             urls[queue.name] = observed.url
-        desired[side.name] = plan(side.name, stream.stream_arn, urls[early.dead_letters.name])
+        planned_with[side.name] = (stream.stream_arn, urls[early.dead_letters.name])
+        desired[side.name] = plan(side.name, *planned_with[side.name])
 
-    # 3. Identities.
+    # 3. Identities. The account switch first: it yields the issuer the peer's provider names.
+    for side in spec.regions:
+        if modes[side.name].enable_switch:
+            where.at(side.name, "enable outbound identity federation")
+            issuers[side.name] = enable_outbound_federation(contexts[side.name])
+            # The issuer is known now: plan again so the peer's provider and trust name it.
+            other = spec.peer_of(side).name
+            desired[other] = plan(other, *planned_with[other])
     for side in spec.regions:
         ctx, want = contexts[side.name], desired[side.name]
         for role in want.roles:
             where.at(side.name, f"role {role.name}")
             result.regions[side.name].arns[f"role/{role.name}"] = ensure_role(ctx, role).arn
-        where.at(side.name, f"user {want.peer_writer.name}")
-        result.regions[side.name].arns[f"user/{want.peer_writer.name}"] = ensure_user(
-            ctx, want.peer_writer
-        ).arn
+        if want.inbound_mode == CredentialsMode.FEDERATION.value:
+            if want.issuer_provider is not None:
+                where.at(side.name, f"OIDC provider {want.issuer_provider.url}")
+                result.regions[side.name].arns["oidcProvider"] = ensure_issuer_provider(
+                    ctx, want.issuer_provider
+                )
+            where.at(side.name, f"role {want.federated_writer.name}")
+            result.regions[side.name].arns[f"role/{want.federated_writer.name}"] = ensure_role(
+                ctx, want.federated_writer
+            ).arn
+        else:
+            where.at(side.name, f"user {want.peer_writer.name}")
+            result.regions[side.name].arns[f"user/{want.peer_writer.name}"] = ensure_user(
+                ctx, want.peer_writer
+            ).arn
 
-    # 4. Each side's peer-writer key, stored in the OTHER side's SSM.
+    # 4. Each accessKey direction's peer-writer key, stored in the OTHER side's SSM.
+    key_created: dict[str, datetime | None] = {}
     for side in spec.regions:
         peer = spec.peer_of(side)
+        if desired[side.name].inbound_mode != CredentialsMode.ACCESS_KEY.value:
+            continue
         where.at(side.name, f"peer key of {desired[side.name].peer_writer.name} in {peer.name}'s SSM")
         key: PeerKeyObserved = ensure_peer_key(
             contexts[side.name],
@@ -267,6 +329,7 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
         )
         result.regions[side.name].peer_key_id = key.access_key_id
         result.regions[side.name].peer_key_created = key.created
+        key_created[side.name] = key.created
 
     # 5. Functions, then 6. mappings (a mapping needs its function).
     code = bundle or build_zip()
@@ -285,3 +348,15 @@ def _run(run: _Run, bundle: CodeBundle | None) -> None:
             result.regions[side.name].mappings[mapping.function_name] = feed.state
             if feed.uuid:
                 result.regions[side.name].arns[f"mapping/{mapping.function_name}"] = feed.uuid
+
+    # 7. A mode switch: the other mode's identities go once no sender can still hold them.
+    for side in spec.regions:
+        where.at(side.name, "retire the other credentials mode")
+        result.regions[side.name].retiring = retire_other_mode(
+            contexts[side.name],
+            contexts[spec.peer_of(side).name],
+            desired[side.name],
+            key_created=key_created.get(side.name),
+            overlap=run.key_overlap,
+            now=now,
+        )

@@ -67,7 +67,9 @@ class DeletionPolicy(StrEnum):
 
 
 class CredentialsMode(StrEnum):
-    ACCESS_KEY = "accessKey"
+    ACCESS_KEY = "accessKey"  # an IAM user's access key of the peer partition, stored in SSM
+    FEDERATION = "federation"  # IAM outbound identity federation: a JWT exchanged for a role session
+    AUTO = "auto"  # federation where the source account has it enabled, else accessKey
 
 
 class InitialSync(StrEnum):
@@ -253,10 +255,20 @@ class PeerCredentials(SpecModel):
     mode: CredentialsMode = Field(
         default=CredentialsMode.ACCESS_KEY,
         description="accessKey: an IAM user per side that may only put records to that side's "
-        "stream; its key is kept in the peer's SSM as a SecureString.",
+        "stream; its key is kept in the peer's SSM as a SecureString. federation: the sender gets a "
+        "short-lived token from its own partition's STS (sts:GetWebIdentityToken) and exchanges it in "
+        "the peer partition for a role that may only put records to that stream; nothing is stored. "
+        "auto: federation for each direction whose source account has outbound identity federation "
+        "enabled, accessKey otherwise.",
     )
     rotation_days: int = Field(
-        default=30, ge=1, le=365, description="Age at which the peer access key is rotated."
+        default=30, ge=1, le=365, description="Age at which the peer access key is rotated (accessKey)."
+    )
+    enable_outbound_federation: bool = Field(
+        default=False,
+        description="Let the operator enable outbound identity federation on a source account where "
+        "mode federation needs it. It is an account-wide switch (every principal allowed "
+        "sts:GetWebIdentityToken can then get tokens), so it is never flipped unless this is true.",
     )
 
 
@@ -452,6 +464,13 @@ class RegionArns(StatusModel):
     peer_writer_user: str | None = Field(
         default=None, description="ddbbridge-P-X-peer-writer, whose key the peer's sender uses."
     )
+    federated_writer_role: str | None = Field(
+        default=None,
+        description="ddbbridge-P-X-federated-writer, the role the peer's sender assumes (federation).",
+    )
+    peer_issuer_provider: str | None = Field(
+        default=None, description="IAM OIDC provider of the peer account's token issuer (federation)."
+    )
 
 
 class RegionStatus(StatusModel):
@@ -471,6 +490,15 @@ class RegionStatus(StatusModel):
     )
     credential_key_age_days: int | None = Field(
         default=None, ge=0, description="Age in whole days of the peer-writer access key."
+    )
+    credentials_mode: CredentialsMode | None = Field(
+        default=None,
+        description="How this side's sender reaches the peer: accessKey or federation (never auto).",
+    )
+    credentials_reason: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Why that mode: the spec asked for it, or what auto found in the source account.",
     )
 
 

@@ -47,8 +47,8 @@ def manifest(name: str = "users", **spec_extra: Any) -> PairManifest:
 
 def both(pair: PairManifest, peer_url: str | None = None) -> dict[str, RegionDesired]:
     facts = {
-        "cn-north-1": RegionFacts(ACCOUNT, KEYS, CN_STREAM, "http://sqs/cn-dlq"),
-        "ap-southeast-1": RegionFacts(ACCOUNT, KEYS, SG_STREAM, "http://sqs/sg-dlq"),
+        "cn-north-1": RegionFacts(ACCOUNT, KEYS, CN_STREAM, "http://sqs/cn-dlq", peer_account_id=ACCOUNT),
+        "ap-southeast-1": RegionFacts(ACCOUNT, KEYS, SG_STREAM, "http://sqs/sg-dlq", peer_account_id=ACCOUNT),
     }
     return {
         side.name: desired_region(pair, side, facts[side.region], peer_endpoint_url=peer_url)
@@ -79,9 +79,18 @@ def arns_in(value: Any) -> list[str]:
     return found
 
 
+def token_subjects(desired: RegionDesired) -> list[str]:
+    """The federated-writer trust's `:sub` values: the PEER's sender role, an ARN of the peer partition."""
+    conditions = desired.federated_writer.trust_policy["Statement"][0]["Condition"]["StringEquals"]
+    return [value for key, value in conditions.items() if key.endswith(":sub")]
+
+
 def test_every_arn_uses_the_partition_of_its_region() -> None:
     desired = both(manifest())
-    cn_arns, sg_arns = arns_in(desired["cn"]), arns_in(desired["sg"])
+    cn_subjects, sg_subjects = token_subjects(desired["cn"]), token_subjects(desired["sg"])
+    assert cn_subjects == [desired["sg"].sender_role.arn] and sg_subjects == [desired["cn"].sender_role.arn]
+    cn_arns = [arn for arn in arns_in(desired["cn"]) if arn not in cn_subjects]
+    sg_arns = [arn for arn in arns_in(desired["sg"]) if arn not in sg_subjects]
     assert len(cn_arns) > 20 and len(sg_arns) > 20
     assert all(arn.startswith("arn:aws-cn:") for arn in cn_arns), cn_arns
     assert all(arn.startswith("arn:aws:") for arn in sg_arns), sg_arns

@@ -79,10 +79,14 @@ def region_status(manifest: PairManifest, report: RegionReport, now: datetime) -
             applier_failure_queue=arns.get(names.applier_failures_queue),
             dead_letter_queue=arns.get(names.dead_letter_queue),
             peer_writer_user=arns.get(f"user/{names.peer_writer_user}"),
+            federated_writer_role=arns.get(f"role/{names.federated_writer_role}"),
+            peer_issuer_provider=arns.get("oidcProvider"),
         ),
         stream_enabled_by_operator=report.stream_enabled_by_us,
         credential_key_created=created,
         credential_key_age_days=None if created is None else max(0, (now - created).days),
+        credentials_mode=report.credentials_mode,
+        credentials_reason=report.credentials_reason,
     )
 
 

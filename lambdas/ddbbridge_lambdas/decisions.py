@@ -195,6 +195,29 @@ def enforces_tombstone(
     return item_version == applied_version and item_digest == applied_digest
 
 
+def displaced_by_applier(
+    item_version: Version | None, item_digest: str | None, ledger: LedgerEntry | None
+) -> bool:
+    """After a re-stamp found the item changed: whether it now holds exactly the applier's last put
+    of a peer version that the ledger has since passed with a local send.
+
+    Then the applier put that version over a pending local write it could not tell from settled
+    data (a key with no ledger entry yet, whose item stamp a skewed clock had lowered), and this
+    region had sent a higher version of the same write sequence. The pending write (the record being
+    re-stamped) wins, as it would have had the ledger known: the sender writes its content back
+    with the fresh stamp instead of keeping, or worse relabelling as local, the peer's content.
+    """
+    if item_version is None or ledger is None or ledger.applied is None or ledger.tombstone:
+        return False
+    applied_version, applied_digest = ledger.applied
+    return (
+        item_version == applied_version
+        and item_digest == applied_digest
+        and ledger.version > applied_version
+        and ledger.version.origin != applied_version.origin
+    )
+
+
 # --- applier ------------------------------------------------------------------------------------
 
 
@@ -326,6 +349,7 @@ __all__ = [
     "decide_apply",
     "decide_change",
     "decide_remove",
+    "displaced_by_applier",
     "enforces_tombstone",
     "is_accounted",
     "ledger_after_apply",

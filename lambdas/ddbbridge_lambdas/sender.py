@@ -41,6 +41,7 @@ from .decisions import (
     RemoveAction,
     decide_change,
     decide_remove,
+    displaced_by_applier,
     enforces_tombstone,
     ledger_after_send,
     ledger_after_tombstone,
@@ -314,32 +315,68 @@ class _Batch:
             self.outcome[change.index] = "sent"
 
     def restamp(self, change: StreamChange, seen: Version | None, stamp: Version) -> bool:
-        """Write a fresh stamp only if the item still holds exactly the stamp this record saw."""
+        """Write a fresh stamp only if the item still holds exactly the stamp this record saw.
+
+        If it does not, and it now holds the applier's put that displaced this pending write (see
+        `displaced_by_applier`), the record's own content is written back with the fresh stamp."""
+        try:
+            self.write_stamped(change, seen, stamp, content=None)
+            return True
+        except Exception as error:
+            if not is_condition_failure(error):
+                raise
+        found = self.sender.dynamodb.get_item(
+            TableName=self.config.table_name, Key=item_to_boto3(change.key), ConsistentRead=True
+        ).get("Item")
+        if found is None:
+            return False
+        current = item_to_wire(found)
+        current_version = self.sender.version_of(current)
+        if not displaced_by_applier(current_version, content_digest(current), self.entries.get(change.ckey)):
+            return False  # the item changed again: a later record carries its state
+        assert change.new is not None
+        try:
+            self.write_stamped(change, current_version, stamp, content=change.new)
+        except Exception as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def write_stamped(
+        self, change: StreamChange, expected: Version | None, stamp: Version, content: AttributeMap | None
+    ) -> None:
+        """Set the item's stamps to `stamp` (or put `content` with them), if its stamps are still
+        exactly `expected`."""
         config = self.config
         expr = Expression("r")
         condition = item_state_condition(
             expr,
             self.sender.hash_key,
             present=True,
-            version=seen,
+            version=expected,
             timestamp_attribute=config.timestamp_attribute,
             origin_attribute=config.origin_attribute,
         )
-        ts_value = expr.value({"N": format_timestamp(stamp.timestamp)})
-        origin_value = expr.value({"S": stamp.origin})
+        ts_typed = {"N": format_timestamp(stamp.timestamp)}
+        origin_typed = {"S": stamp.origin}
+        if content is not None:
+            item = {
+                **item_to_boto3(content),
+                config.timestamp_attribute: ts_typed,
+                config.origin_attribute: origin_typed,
+            }
+            self.sender.dynamodb.put_item(
+                **expr.apply({"TableName": config.table_name, "Item": item}, condition)
+            )
+            return
         ts_name, origin_name = expr.name(config.timestamp_attribute), expr.name(config.origin_attribute)
-        update = f"SET {ts_name} = {ts_value}, {origin_name} = {origin_value}"
+        update = f"SET {ts_name} = {expr.value(ts_typed)}, {origin_name} = {expr.value(origin_typed)}"
         request = expr.apply(
             {"TableName": config.table_name, "Key": item_to_boto3(change.key), "UpdateExpression": update},
             condition,
         )
-        try:
-            self.sender.dynamodb.update_item(**request)
-        except Exception as error:
-            if is_condition_failure(error):
-                return False  # the item changed again: a later record carries its state
-            raise
-        return True
+        self.sender.dynamodb.update_item(**request)
 
     def flush_merges(self, failure: int | None) -> None:
         """Persist every pending max-merge (of records before `failure`), up to

@@ -367,12 +367,14 @@ USER_TABLE_APPLY_ACTIONS = [
     "dynamodb:PutItem",
     "dynamodb:DeleteItem",
 ]
-# The sender re-stamps unstamped application writes (conditional UpdateItem) and enforces a
-# tombstone by deleting an older peer version applied in the meantime.
+# The sender re-stamps unstamped application writes (conditional UpdateItem), writes back a pending
+# write the applier displaced (conditional PutItem) and enforces a tombstone by deleting an older
+# peer version applied in the meantime.
 USER_TABLE_SENDER_ACTIONS = [
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
     "dynamodb:UpdateItem",
+    "dynamodb:PutItem",
     "dynamodb:DeleteItem",
 ]
 STATS_ACTIONS = ["dynamodb:UpdateItem"]

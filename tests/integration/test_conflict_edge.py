@@ -23,8 +23,8 @@ builders, then handed to `ddbbridge_lambdas.sender.handler` / `.applier.handler`
 Convergence and the stats are asserted strictly. The two tests at the end replay, explicitly, two
 conflict-core bugs the causality check found and that are fixed (a peer version put over an unsent
 local write and later re-stamped as local content; a tombstone enforcement deleting a later
-application write). One case is still open (KNOWN_BUG below: the no-ledger-entry fallback); a
-random run that hits it reports xfail with the whole trail.
+application write); the third replays the no-ledger-entry case (a peer version put over a pending
+first write of a key, which the sender writes back).
 """
 
 from __future__ import annotations
@@ -487,20 +487,9 @@ def test_random_interleavings_converge_without_undoing_deletes(
         assert pair.queue_depth(side_name, pair.names(side_name).dead_letter_queue) == 0
 
     violations = causality_violations(history, labels, cn_items)
-    if violations:
-        # Converged, but an older state won over a write or delete that had seen it. The one
-        # case still known is KNOWN_BUG (reproduced by a strict xfail in the property tests);
-        # reported as xfail with the trail until it is fixed, then make this an assert.
-        pytest.xfail(f"{KNOWN_BUG}\n" + "\n".join(violations) + f"\n{trail}")
-
-
-KNOWN_BUG = (
-    "known conflict-core bug: a key with NO ledger entry yet (the sender has not processed its first "
-    "local writes) falls back to the item's own stamp; the applier puts a peer version over a pending "
-    "local write stamped below it, the sender then sends an earlier, higher local version of that "
-    "write sequence and re-stamps the applier's content as local (see "
-    "test_a_peer_version_over_a_pending_first_write_of_a_key_is_not_relabelled)"
-)
+    assert not violations, "an older state won over a later one that had seen it:\n" + "\n".join(
+        [*violations, trail]
+    )
 
 
 def causality_violations(
@@ -578,3 +567,35 @@ def test_an_application_write_naming_the_peer_after_a_local_delete_survives(
     final = {side: pair.get(side, key) for side in SIDES}
     assert final["cn"] == final["sg"], final
     assert final["sg"] is not None and final["sg"]["w"]["S"] == "Y", (final, "\n".join(harness.log))
+
+
+def test_a_peer_version_put_over_a_pending_first_write_is_written_back_not_relabelled(
+    harnesses: dict[str, Harness],
+) -> None:
+    """sg writes H (clock ahead) then L (clock behind) to a key its ledger has never seen; cn's P,
+    stamped between them, reaches sg's applier first. With no ledger entry L's own stamp stands for
+    itself, so P is put over L. sg's sender then sends H and, re-stamping L, finds P in its place:
+    it writes L back above H. L (sg's last write) wins in both regions and P does not outlive
+    cn's delete of P (it used to be re-stamped as sg's content)."""
+    harness = harnesses["seconds-composite"]
+    harness.log = ["explicit: peer version over a pending first write of a key"]
+    pair = harness.pair
+    key = {"tenant": {"S": "explicit"}, "seq": {"N": "3"}}
+    ts, origin = pair.timestamp_attribute, pair.origin_attribute
+    cn, sg = pair.client("cn", "dynamodb"), pair.client("sg", "dynamodb")
+
+    def stamped(skew: float, side: str) -> dict[str, Any]:
+        return {ts: {"N": format_timestamp(clock_stamp(time.time() + skew, "seconds"))}, origin: {"S": side}}
+
+    cn.put_item(TableName=pair.tables["cn"], Item={**key, "w": {"S": "P"}, **stamped(0, "cn")})
+    harness.drain_side("cn", sender_only=True)  # P is on its way to sg
+    sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "H"}, **stamped(SKEW_SECONDS, "sg")})
+    sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "L"}, **stamped(-SKEW_SECONDS, "sg")})
+    harness.drain_side("sg", applier_only=True)  # P arrives before sg's sender saw H or L
+    assert pair.get("sg", key)["w"]["S"] == "P"  # type: ignore[index]
+    cn.delete_item(TableName=pair.tables["cn"], Key=key)
+    harness.drain()
+
+    final = {side: pair.get(side, key) for side in SIDES}
+    assert final["cn"] == final["sg"], final
+    assert final["sg"] is not None and final["sg"]["w"]["S"] == "L", (final, "\n".join(harness.log))

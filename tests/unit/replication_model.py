@@ -22,6 +22,7 @@ from ddbbridge_lambdas.decisions import (
     decide_apply,
     decide_change,
     decide_remove,
+    displaced_by_applier,
     enforces_tombstone,
     ledger_after_apply,
     ledger_after_send,
@@ -278,9 +279,16 @@ class Model:
                 # UpdateItem of the two stamps, only if the item still holds the stamps we saw.
                 if current is not None and stamps_of(current) == stamps_of(record.new):
                     restamped = copy.deepcopy(current)
-                    restamped[TS] = {"N": str(decision.version.timestamp)}
-                    restamped[ORIGIN] = {"S": decision.version.origin}
-                    self._write_item(region, key, restamped)
+                elif current is not None and displaced_by_applier(
+                    item_version(current), content_digest(current), entry
+                ):
+                    # The applier put a peer version over this pending write: write it back.
+                    restamped = copy.deepcopy(record.new)
+                else:
+                    return True  # the item changed again: a later record carries its state
+                restamped[TS] = {"N": str(decision.version.timestamp)}
+                restamped[ORIGIN] = {"S": decision.version.origin}
+                self._write_item(region, key, restamped)
                 return True
             # SEND: max-merge the ledger, conditioned on the entry read. A lost race (the applier
             # raised the ledger for this pending write) decides again from a fresh read: the

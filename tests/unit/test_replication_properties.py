@@ -9,7 +9,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -242,14 +241,12 @@ def test_one_key_no_write_or_delete_survives_a_later_one_that_had_seen_it(
     assert not model.history.violations(model.regions["a"].table)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: the no-ledger-entry fallback (see the edge test)")
 def test_a_peer_version_over_a_pending_first_write_of_a_key_is_not_relabelled() -> None:
     """a writes H (stamped ahead) and L (stamped behind) to a key its ledger has never seen; before
     a's sender reads either, b's version P (between them) arrives. With no ledger entry the item's
-    own stamp stands for itself, so P is put over L; a's sender then sends H above P and re-stamps
-    P as a's content, which outlives b's later delete of P. Fixing it needs a way to tell "never
-    seen" from "pending" (e.g. ledger entries of live items that never expire, with the fallback
-    kept for the backfill/repair tools only)."""
+    own stamp stands for itself, so P is put over L. a's sender then sends H above P; re-stamping L
+    finds P in its place, recognises the applier's put the ledger has passed, and writes L back with
+    the fresh stamp. P is never relabelled as a's content, so it cannot outlive b's delete of P."""
     model = Model("seconds", Decimal(0), Decimal(0))
     run(model, [("put", "b", "k1", ("now", 0)), ("sender_step", "b")])  # P
     run(model, [("put", "a", "k1", ("now", 5)), ("put", "a", "k1", ("now", -5))])  # H, L
@@ -258,3 +255,5 @@ def test_a_peer_version_over_a_pending_first_write_of_a_key_is_not_relabelled() 
     model.drain()
     check_invariants(model)
     assert not model.history.violations(model.regions["a"].table)
+    # L, a's last write, is the winner in both regions (P = c0, H = c1, L = c2).
+    assert model.regions["a"].table["k1"]["data"] == {"S": "c2"}

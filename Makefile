@@ -70,3 +70,11 @@ clean:
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/ddbbridge bench --publish $(BENCH_ARGS)
+
+# The real operator reconciling PAIRS pairs to Ready on the local control plane and emulated regions:
+# time to Ready, peak RSS, AWS calls per health interval per pair (minutes; never part of `make test`).
+# Writes bench-results/operator-scale-N-*.{json,md} and docs/bench/operator-scale-N.{json,md}.
+PAIRS ?= 100
+.PHONY: bench-operator
+bench-operator: $(STAMP)
+	$(BIN)/python -m ddbbridge_dev.bench.operator_scale --pairs $(PAIRS) --publish $(BENCH_OPERATOR_ARGS)

@@ -1,0 +1,131 @@
+"""The operator-scale measurement's pure parts: calls per health interval per pair from a request log,
+the Ready series, the operator's command line from the rendered Deployment, and profile summaries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ddbbridge_dev.bench import call_rates, flame
+from ddbbridge_dev.bench.operator_process import counter_total, local_argv, local_env
+from ddbbridge_dev.bench.operator_scale import ready_count
+
+
+def entry(seq: int, service: str, operation: str) -> dict[str, object]:
+    return {"seq": seq, "service": service, "operation": operation, "fault": None}
+
+
+def test_calls_after_the_mark_per_interval_per_pair() -> None:
+    log = [
+        entry(1, "sts", "GetCallerIdentity"),  # before the window
+        entry(2, "sts", "GetCallerIdentity"),
+        entry(3, "dynamodb", "DescribeTable"),
+        entry(4, "dynamodb", "DescribeTable"),
+        entry(5, "dynamodb", "DescribeTable"),
+        entry(6, "dynamodb", "DescribeTable"),
+        entry(7, "sqs", "GetQueueUrl"),
+    ]
+    calls = call_rates.count_since(log, mark=1)
+    assert calls == {"sts:GetCallerIdentity": 1, "dynamodb:DescribeTable": 4, "sqs:GetQueueUrl": 1}
+    # 2 pairs over 120 s at a 60 s interval: 4 pair-intervals.
+    rates = call_rates.per_interval_per_pair(calls, pairs=2, window_seconds=120, interval_seconds=60)
+    assert rates == {"dynamodb:DescribeTable": 1.0, "sqs:GetQueueUrl": 0.25, "sts:GetCallerIdentity": 0.25}
+    assert call_rates.by_service(rates) == {"dynamodb": 1.0, "sqs": 0.25, "sts": 0.25}
+
+
+def test_rates_refuse_an_empty_window() -> None:
+    with pytest.raises(ValueError):
+        call_rates.per_interval_per_pair({"a:B": 1}, pairs=0, window_seconds=10, interval_seconds=10)
+    with pytest.raises(ValueError):
+        call_rates.per_interval_per_pair({"a:B": 1}, pairs=1, window_seconds=0, interval_seconds=10)
+
+
+def test_ready_series_keeps_changes_and_the_last_sample() -> None:
+    samples = [(100.0, 0), (102.0, 0), (104.0, 3), (106.0, 3), (108.0, 5), (110.0, 5), (112.0, 5)]
+    series = call_rates.ready_series(samples, began=100.0)
+    assert series == [[0.0, 0], [4.0, 3], [8.0, 5], [12.0, 5]]
+    assert call_rates.time_to_count(series, 5) == 8.0
+    assert call_rates.time_to_count(series, 6) is None
+
+
+def test_ready_counts_only_the_current_generation() -> None:
+    def pair(generation: int, status: str, observed: int) -> dict[str, Any]:
+        condition = {"type": "Ready", "status": status, "observedGeneration": observed}
+        return {"metadata": {"generation": generation}, "status": {"conditions": [condition]}}
+
+    items = [pair(1, "True", 1), pair(2, "True", 1), pair(1, "False", 1), {"metadata": {"generation": 1}}]
+    assert ready_count(items) == 1
+
+
+CONTAINER = {
+    "command": ["ddbbridge"],
+    "args": [
+        "operator",
+        "--all-namespaces",
+        "--standalone",
+        "--liveness-port",
+        "8080",
+        "--metrics-port",
+        "9090",
+    ],
+    "env": [
+        {"name": "DDBBRIDGE_ENDPOINTS", "valueFrom": {"configMapKeyRef": {"key": "DDBBRIDGE_ENDPOINTS"}}},
+        {"name": "AWS_REGION", "valueFrom": {"configMapKeyRef": {"key": "AWS_REGION"}}},
+    ],
+}
+
+
+def test_operator_command_comes_from_the_container() -> None:
+    argv = local_argv(CONTAINER, liveness_port=1234, metrics_port=5678)
+    assert argv[0] == str(Path(sys.executable).parent / "ddbbridge")
+    assert argv[1:] == [
+        "operator", "--all-namespaces", "--standalone", "--liveness-port", "1234", "--metrics-port", "5678",
+        "--bind-address=127.0.0.1",
+    ]  # fmt: skip
+
+
+def test_operator_environment_values_the_declared_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DDBBRIDGE_PEER_ENDPOINTS", "leaks-from-the-shell")
+    monkeypatch.setenv("AWS_PROFILE", "leaks-too")
+    values = {
+        "DDBBRIDGE_ENDPOINTS": "cn-north-1=http://127.0.0.1:1",
+        "DDBBRIDGE_PEER_ENDPOINTS": "not declared by the container",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    env = local_env(CONTAINER, values, Path("/tmp/kubeconfig"))
+    assert env["DDBBRIDGE_ENDPOINTS"] == "cn-north-1=http://127.0.0.1:1"
+    assert "DDBBRIDGE_PEER_ENDPOINTS" not in env and "AWS_PROFILE" not in env and "AWS_REGION" not in env
+    assert env["KUBECONFIG"] == "/tmp/kubeconfig"
+
+
+def test_reconcile_error_counter_by_kind() -> None:
+    text = "\n".join(
+        [
+            "# HELP ddbbridge_reconcile_errors_total Failed reconcile passes",
+            'ddbbridge_reconcile_errors_total{kind="transient",namespace="default",pair="a"} 2.0',
+            'ddbbridge_reconcile_errors_total{kind="transient",namespace="default",pair="b"} 1.0',
+            'ddbbridge_reconcile_errors_total{kind="terminal",namespace="default",pair="a"} 1.0',
+            'ddbbridge_reconcile_errors_created{kind="terminal",namespace="default",pair="a"} 1.7e9',
+        ]
+    )
+    assert counter_total(text, "ddbbridge_reconcile_errors") == {"transient": 3.0, "terminal": 1.0}
+
+
+def test_flame_summary_inclusive_once_per_stack_and_leaves() -> None:
+    lines = [
+        "main (ddbbridge/cli.py:10);run (ddbbridge/x.py:3);run (ddbbridge/x.py:4);"
+        "loads (json/__init__.py:1) 6",
+        "main (ddbbridge/cli.py:10);select (selectors.py:2) 4",
+        "garbage line",
+    ]
+    summary = flame.summarise(lines, lambda frame: "ddbbridge/" in frame)
+    assert summary["samples"] == 10
+    assert dict((f, s) for f, s in summary["ours_inclusive"]) == {
+        "main (ddbbridge/cli.py)": 1.0,
+        "run (ddbbridge/x.py)": 0.6,  # two lines of one function on one stack count once
+    }
+    assert summary["leaves"][0] == ["loads (json/__init__.py)", 0.6]

@@ -33,6 +33,7 @@ from moto.core.exceptions import ServiceException, _RESTError
 from moto.core.responses import ActionResult, EmptyResult
 from moto.iam.models import IAMBackend, iam_backends
 from moto.iam.responses import IamResponse
+from moto.sts.models import sts_backends
 from moto.sts.responses import TokenResponse
 from moto.utilities.utils import get_partition
 
@@ -308,7 +309,10 @@ def assume_role_with_web_identity(self: TokenResponse) -> ActionResult:
     if not isinstance(issuer, str) or not issuer:
         raise _invalid("The web identity token has no iss claim")
     role_account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else self.current_account
-    partition = self.partition
+    # AssumeRoleWithWebIdentity is an unsigned call: moto cannot tell the region from a signature and
+    # falls back to us-east-1, but this launcher serves exactly one region.
+    region = _issuer.region or self.region
+    partition = get_partition(region)
     iam = iam_backends[role_account][partition]
     key = provider_key(issuer)
     provider_arn = f"arn:{partition}:iam::{role_account}:oidc-provider/{key}"
@@ -363,8 +367,8 @@ def assume_role_with_web_identity(self: TokenResponse) -> ActionResult:
     maximum = int(role.max_session_duration or 3600)
     if not 900 <= duration <= maximum:
         raise _validation(f"DurationSeconds must be between 900 and the role's MaxSessionDuration {maximum}")
-    assumed = self.backend.assume_role(
-        region_name=self.region,
+    assumed = sts_backends[role_account][partition].assume_role(
+        region_name=region,
         role_session_name=session_name,
         role_arn=role_arn,
         policy=self._get_param("Policy"),

@@ -12,6 +12,7 @@ With `--port 0` the OS picks a free port (no race with other processes); the bou
   GET    /_ddbbridge/faults, DELETE /_ddbbridge/faults
   GET    /_ddbbridge/oidc/<account>/.well-known/openid-configuration | jwks.json
                                                      the account's token issuer (federation.py)
+  POST   /_ddbbridge/lambda/role-credentials         a function role's credentials (execution_role.py)
 moto's own `POST /moto-api/reset` resets every backend.
 """
 
@@ -37,7 +38,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.utilities.utils import get_partition
 from werkzeug.serving import make_server
 
-from ddbbridge_dev import federation, moto_patches, state
+from ddbbridge_dev import execution_role, federation, moto_patches, state
 from ddbbridge_dev.faults import Fault, FaultBook, FaultSpecError, render, request_protocol
 from ddbbridge_dev.request_log import DEFAULT_LIMIT, RequestLog, identify
 
@@ -83,6 +84,7 @@ class BridgeApp:
         method = environ.get("REQUEST_METHOD", "GET")
         query = _query(environ)
         document = federation.serve_document(path) if method == "GET" else None
+        document = document or execution_role.serve(method, path, lambda: _read_body(environ), self.region)
         if document is not None:
             return _json(*document)
         if path == "/_ddbbridge/health" and method == "GET":

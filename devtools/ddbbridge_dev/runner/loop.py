@@ -20,10 +20,11 @@ from ddbbridge_dev.runner.destinations import send_to_queue
 from ddbbridge_dev.runner.mappings import MappingSpec, discover
 from ddbbridge_dev.runner.options import RunnerOptions, endpoints_from_state, read_faults
 from ddbbridge_dev.runner.policy import InvocationResult
+from ddbbridge_dev.runner.role_credentials import DUMMY_CREDENTIALS
 from ddbbridge_dev.runner.shard import ShardProcessor
 from ddbbridge_dev.runner.sources import DynamoStreamSource, KinesisSource, Position, ShardInfo, StreamSource
 from ddbbridge_dev.runner.wire import WireError
-from ddbbridge_dev.runner.workers import DUMMY_CREDENTIALS, WorkerPool
+from ddbbridge_dev.runner.workers import WorkerPool
 
 log = logging.getLogger("ddbbridge.runner")
 

@@ -17,22 +17,18 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ddbbridge_dev.runner import role_credentials
 from ddbbridge_dev.runner.code import CodeCache
 from ddbbridge_dev.runner.policy import InvocationResult
 
 _HEADER = 8
 WORKER_SCRIPT = Path(__file__).with_name("worker_main.py")
 INIT_ALLOWANCE = 10.0  # Lambda's init phase has its own 10 s budget
-DUMMY_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
 
 
 @dataclass(frozen=True)
@@ -64,11 +60,14 @@ class FunctionRuntime:
                 self.timeout,
                 self.memory,
                 self.version,
+                self.role,
             ]
         )
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
-    def process_environment(self, task_root: Path, runtime_path: Path) -> dict[str, str]:
+    def process_environment(
+        self, task_root: Path, runtime_path: Path, credentials: Mapping[str, str]
+    ) -> dict[str, str]:
         environment = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "LANG": "C.UTF-8",
@@ -95,7 +94,7 @@ class FunctionRuntime:
                 "LAMBDA_TASK_ROOT": str(task_root),
                 "LAMBDA_RUNTIME_DIR": str(runtime_path),
                 "_HANDLER": self.handler,
-                **DUMMY_CREDENTIALS,
+                **credentials,  # the execution role's session, as Lambda provides it
             }
         )
         return environment
@@ -117,6 +116,7 @@ class Worker:
     response_fd: int
     fresh: bool = True
     last_used: float = field(default_factory=time.monotonic)
+    credentials: role_credentials.RoleCredentials | None = None
 
     def invoke(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         body = json.dumps(request).encode()
@@ -243,8 +243,11 @@ class WorkerPool:
                 if self._closed:
                     raise RuntimeError("worker pool closed")
                 idle = self._idle.get(key)
-                if idle:
-                    return idle.pop()
+                while idle:
+                    worker = idle.pop()
+                    if worker.credentials is None or worker.credentials.current():
+                        return worker
+                    self._retire(worker)  # its role session ends soon: Lambda starts a new environment
                 if self._live < self._max_workers:
                     self._live += 1
                     break
@@ -257,6 +260,12 @@ class WorkerPool:
                 self._live -= 1
                 self._condition.notify_all()
             raise
+
+    def _retire(self, worker: Worker) -> None:
+        """Kill an idle worker already taken off its idle list (caller holds the lock)."""
+        self._all.discard(worker)
+        self._live -= 1
+        worker.kill()
 
     def _evict_one(self) -> bool:
         """Kill the least recently used idle worker (caller holds the lock)."""
@@ -278,6 +287,7 @@ class WorkerPool:
             location=location,
         )
         runtime_path = self._code.runtime_path()
+        credentials = role_credentials.fetch(runtime.endpoint, runtime.role, runtime.function_name)
         request_read, request_write = os.pipe()
         response_read, response_write = os.pipe()
         config = {
@@ -296,13 +306,13 @@ class WorkerPool:
                 stdout=log,
                 stderr=log,
                 pass_fds=(request_read, response_write),
-                env=runtime.process_environment(task_root, runtime_path),
+                env=runtime.process_environment(task_root, runtime_path, credentials.environment),
                 cwd=str(task_root),
             )
         finally:
             os.close(request_read)
             os.close(response_write)
-        worker = Worker(runtime.key, process, request_write, response_read)
+        worker = Worker(runtime.key, process, request_write, response_read, credentials=credentials)
         with self._condition:
             self._all.add(worker)
         return worker

@@ -52,6 +52,11 @@ def _add_up(commands: Any) -> None:
         action="store_true",
         help="also start a local Kubernetes control plane (etcd + kube-apiserver; built on first use)",
     )
+    up.add_argument(
+        "--operator",
+        action="store_true",
+        help="also install the CRD and dev overlay and run the operator as a local process (implies --kube)",
+    )
     up.set_defaults(handler=_up)
 
 
@@ -61,6 +66,8 @@ def _components(args: argparse.Namespace) -> frozenset[str]:
         components -= {"runner"}
     if getattr(args, "kube", False):
         components |= {"kube"}
+    if getattr(args, "operator", False):
+        components |= {"kube", "operator"}
     return components
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddbbridge_dev import kube, processes, state
+from ddbbridge_dev import kube, local_operator, processes, state
 from ddbbridge_dev.processes import ProcessRecord
 
 DEFAULT_REGIONS: tuple[str, ...] = ("cn-north-1", "ap-southeast-1")
@@ -246,6 +246,59 @@ def _kube_health(name: str, section: Mapping[str, Any]) -> ComponentStatus:
     return ComponentStatus(kube.STATE_SECTION, name, ok, detail)
 
 
+# --- the operator, as a local process (needs kube) ----------------------------------------------
+
+
+def start_operator(ctx: UpContext) -> None:
+    """Install the CRD and the dev overlay (endpoints of this environment) into the local control plane
+    and run the overlay's Deployment as a local process on its ServiceAccount (`local_operator`)."""
+    kube_section = state.read_section(kube.STATE_SECTION)
+    if not kube_section:
+        raise DevEnvironmentError("the operator needs the local Kubernetes control plane (kube)")
+    kubectl = local_operator.Kubectl(Path(kube_section["kubeconfig"]))
+    exports = env_exports()
+    endpoints_now = {name: exports[name] for name in ("DDBBRIDGE_ENDPOINTS", "DDBBRIDGE_PEER_ENDPOINTS")}
+    documents = local_operator.with_endpoints(
+        local_operator.render(local_operator.DEV_OVERLAY), endpoints_now
+    )
+    local_operator.install(kubectl, documents, ctx.options.start_timeout)
+    kubeconfig = local_operator.service_account_kubeconfig(kubectl, ctx.dev_dir / "operator.kubeconfig")
+    container = local_operator.operator_container(documents)
+    liveness, metrics = local_operator.free_port(), local_operator.free_port()
+    environment = local_operator.process_environment(
+        local_operator.container_environment(container, documents), kubeconfig
+    )
+    record = ctx.spawn(
+        local_operator.STATE_SECTION,
+        "kopf",
+        local_operator.local_argv(container, liveness, metrics),
+        environment,
+    )
+    liveness_url = f"{url(liveness)}{local_operator.LIVENESS_PATH}"
+    local_operator.wait_alive(
+        liveness_url, lambda: processes.is_running(record), record["log"], ctx.options.start_timeout
+    )
+    state.write_section(
+        local_operator.STATE_SECTION,
+        {
+            "pid": record["pid"],
+            "log": record["log"],
+            "liveness": liveness_url,
+            "metrics": f"{url(metrics)}/metrics",
+            "kubeconfig": str(kubeconfig),
+        },
+    )
+
+
+def _operator_health(name: str, section: Mapping[str, Any]) -> ComponentStatus:
+    address = str(section.get("liveness", ""))
+    if local_operator.liveness_ok(address):
+        return ComponentStatus(
+            local_operator.STATE_SECTION, name, True, f"live at {address}, log {section.get('log')}"
+        )
+    return ComponentStatus(local_operator.STATE_SECTION, name, False, f"{address} does not answer")
+
+
 # --- the environment as a whole ------------------------------------------------------------------
 
 Starter = Callable[[UpContext], None]
@@ -254,15 +307,20 @@ STARTERS: dict[str, Starter] = {
     "proxy": start_proxy,
     "runner": start_runner,
     "kube": start_kube,
+    local_operator.STATE_SECTION: start_operator,
 }
-START_ORDER: tuple[str, ...] = ("regions", "proxy", "runner", "kube")
+START_ORDER: tuple[str, ...] = ("regions", "proxy", "runner", "kube", local_operator.STATE_SECTION)
 # Per-section health checks beyond "its processes run": (section, check(name, entry) per entry or whole).
 HEALTH_CHECKS: dict[str, Callable[[str, Mapping[str, Any]], ComponentStatus]] = {
     "proxy": _proxy_health,
     "kube": _kube_health,
+    local_operator.STATE_SECTION: _operator_health,
 }
 # What `down` removes after the processes stopped: (section, cleanup(section)) for files they leave.
-CLEANUPS: dict[str, Callable[[dict[str, Any]], None]] = {kube.STATE_SECTION: kube.cleanup}
+CLEANUPS: dict[str, Callable[[dict[str, Any]], None]] = {
+    kube.STATE_SECTION: kube.cleanup,
+    local_operator.STATE_SECTION: local_operator.cleanup,
+}
 # Sections `down` clears besides those of recorded processes.
 SECTIONS: tuple[str, ...] = (PROCESSES_SECTION, "environment", "regions", "proxy")
 
@@ -275,6 +333,8 @@ def up(options: UpOptions) -> UpResult:
     unknown = options.components - set(STARTERS)
     if unknown:
         raise DevEnvironmentError(f"unknown components: {sorted(unknown)}")
+    if local_operator.STATE_SECTION in options.components and "kube" not in options.components:
+        raise DevEnvironmentError("the operator needs the local Kubernetes control plane (kube)")
     if not options.regions or len(set(options.regions)) != len(options.regions):
         raise DevEnvironmentError(f"regions must be distinct and non-empty: {options.regions}")
     _clear_state()  # whatever was recorded is dead

@@ -8,8 +8,9 @@ With `--port 0` the OS picks a free port (no race with other processes); the bou
   GET    /_ddbbridge/lambda/functions/<name>/code    the deployed zip ($LATEST or ?qualifier=)
   GET    /_ddbbridge/requests[?since=SEQ]            [{"seq", "service", "operation", "fault"}]
   DELETE /_ddbbridge/requests                        clear the request log
-  POST   /_ddbbridge/faults                          {"service","operation","error","status","count"}
-  GET    /_ddbbridge/faults, DELETE /_ddbbridge/faults
+  POST   /_ddbbridge/faults                          {"service","operation","error","status","count",
+                                                      "delay_ms","after","contains"} (see faults.py)
+  GET    /_ddbbridge/faults, DELETE /_ddbbridge/faults[?service=S[&operation=O]]
   GET    /_ddbbridge/oidc/<account>/.well-known/openid-configuration | jwks.json
                                                      the account's token issuer (federation.py)
   POST   /_ddbbridge/lambda/role-credentials         a function role's credentials (execution_role.py)
@@ -26,6 +27,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,9 +73,14 @@ class BridgeApp:
             return self.moto_app(environ, start_response)  # type: ignore[no-any-return]
         body = _buffer_form_body(environ)
         service, operation = identify(environ, body)
-        fault = self.faults.take(service, operation)
-        self.requests.record(service, operation, fault.error if fault else None)
-        if fault is not None:
+        if not body and self.faults.needs_body(service, operation):
+            body = _buffer_body(environ)
+        fault = self.faults.take(service, operation, body)
+        # Logged before any hold: a held request is visible in the log while it is in flight.
+        self.requests.record(service, operation, fault.mark if fault else None)
+        if fault is not None and fault.delay_ms > 0:
+            time.sleep(fault.delay_ms / 1000)
+        if fault is not None and fault.error is not None:
             is_query = environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded")
             code, headers, payload = render(fault, request_protocol(service, environ, is_query))
             start_response(f"{code} Fault", [*headers, ("Content-Length", str(len(payload)))])
@@ -113,9 +120,9 @@ class BridgeApp:
                 return _json(200, {"pending": self.faults.pending()})
             if method == "GET":
                 return _json(200, {"pending": self.faults.pending()})
-            if method == "DELETE":
-                self.faults.clear()
-                return _json(200, {"pending": []})
+            if method == "DELETE":  # ?service=&operation= narrows what is dropped
+                self.faults.clear(query.get("service") or None, query.get("operation") or None)
+                return _json(200, {"pending": self.faults.pending()})
         match = _CODE_ROUTE.match(path)
         if match and method == "GET":
             return self._function_code(match["name"], query)
@@ -156,6 +163,13 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     except ValueError:
         length = 0
     return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+def _buffer_body(environ: dict[str, Any]) -> bytes:
+    """Read the body (to match a fault against it) and put it back for moto."""
+    body = _read_body(environ)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
 
 
 def _buffer_form_body(environ: dict[str, Any]) -> bytes:

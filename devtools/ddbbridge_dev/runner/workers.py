@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import select
 import subprocess
@@ -25,6 +26,8 @@ from typing import IO, Any
 from ddbbridge_dev.runner import role_credentials
 from ddbbridge_dev.runner.code import CodeCache
 from ddbbridge_dev.runner.policy import InvocationResult
+
+workers_log = logging.getLogger("ddbbridge.runner.workers")
 
 _HEADER = 8
 WORKER_SCRIPT = Path(__file__).with_name("worker_main.py")
@@ -315,6 +318,17 @@ class WorkerPool:
         worker = Worker(runtime.key, process, request_write, response_read, credentials=credentials)
         with self._condition:
             self._all.add(worker)
+        # Which process serves which function: fault tests kill a worker mid-batch by this pid.
+        workers_log.info(
+            json.dumps(
+                {
+                    "event": "worker-started",
+                    "region": runtime.region,
+                    "function": runtime.function_name,
+                    "pid": process.pid,
+                }
+            )
+        )
         return worker
 
     def _log_file(self, runtime: FunctionRuntime) -> IO[bytes]:

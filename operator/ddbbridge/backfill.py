@@ -18,10 +18,11 @@ Why nothing is lost or reordered:
   UpdateItem conditioned on the item still being unstamped that returns the item as stamped; that
   content and version is what is copied. If the item changed meanwhile, its stream record carries it.
 
-Parallel segmented scan (`--segments`, `--workers` at a time), one checkpoint file per segment with
-the scan's LastEvaluatedKey, written after each page is durable in the target. A restarted backfill
-skips finished segments and resumes the others from their last key (one page may be applied twice:
-harmless, the version order discards duplicates).
+Parallel segmented scan (`--segments`, `--workers` at a time), one checkpoint per segment with the
+scan's LastEvaluatedKey, written after each page is durable in the target: a file for the CLI, an
+item in the source region's stats table for the operator (`backfill_checkpoints`), whose pod has no
+disk that outlives it. A restarted backfill skips finished segments and resumes the others from
+their last key (one page may be applied twice: harmless, the version order discards duplicates).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -60,6 +61,10 @@ CHECKPOINT_FORMAT = 1
 
 class BackfillError(RuntimeError):
     """The backfill cannot start (stream off, pair not reconciled, checkpoint mismatch)."""
+
+
+class BackfillCancelledError(RuntimeError):
+    """`stop` was set: the scan threads stopped after their current page (checkpoints are kept)."""
 
 
 @dataclass(frozen=True)
@@ -156,21 +161,43 @@ def default_checkpoint_root() -> Path:
     return Path(os.environ.get("DDBBRIDGE_BACKFILL_DIR", ".ddbbridge/backfill"))
 
 
+class SegmentStore(Protocol):
+    """Where the segments of one direction keep their checkpoints (a folder, a stats table)."""
+
+    segments: int
+
+    def open(self, restart: bool) -> None:
+        """Prepare; `restart` forgets every checkpoint. Raise BackfillError on a different plan."""
+
+    def load(self, segment: int) -> SegmentCheckpoint: ...
+
+    def save(self, checkpoint: SegmentCheckpoint) -> None: ...
+
+
+# A store per direction and segment count; the operator passes one backed by the stats table.
+CheckpointFactory = Callable[[Direction, int], SegmentStore]
+
+
+def plan_of(pair: str, direction: Direction, segments: int) -> dict[str, Any]:
+    """What a checkpoint was made for: resuming it with other tables or segments is refused."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "pair": pair,
+        "source_table": direction.source.table_name,
+        "source_region": direction.source.region,
+        "target_table": direction.target.table_name,
+        "target_region": direction.target.region,
+        "segments": segments,
+    }
+
+
 class CheckpointStore:
     """One JSON file per segment under <root>/<pair>/<source>-to-<target>/, written atomically."""
 
     def __init__(self, root: Path, pair: str, direction: Direction, segments: int) -> None:
         self.folder = root / pair / f"{direction.source.name}-to-{direction.target.name}"
         self.segments = segments
-        self.plan = {
-            "format": CHECKPOINT_FORMAT,
-            "pair": pair,
-            "source_table": direction.source.table_name,
-            "source_region": direction.source.region,
-            "target_table": direction.target.table_name,
-            "target_region": direction.target.region,
-            "segments": segments,
-        }
+        self.plan = plan_of(pair, direction, segments)
 
     def open(self, restart: bool) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -242,11 +269,12 @@ class _DirectionRun:
         direction: Direction,
         source: RegionSession,
         target: RegionSession,
-        store: CheckpointStore,
+        store: SegmentStore,
         *,
         page_size: int,
         progress: ProgressCallback | None,
         clock: Callable[[], float],
+        stop: threading.Event | None = None,
     ) -> None:
         self.direction = direction
         self.source = source
@@ -254,6 +282,8 @@ class _DirectionRun:
         self.page_size = page_size
         self.progress = progress
         self.clock = clock
+        self.stop = stop
+        self.halt = threading.Event()
         self.source_config: HandlerConfig = deployed_config(source, manifest.name, direction.source.name)
         self.target = RegionApplier.deployed(target, manifest.name, direction.target.name)
         self.source_ledger = Ledger(
@@ -283,6 +313,13 @@ class _DirectionRun:
         self.progress(snapshot)
 
     def segment(self, checkpoint: SegmentCheckpoint) -> None:
+        try:
+            self._scan(checkpoint)
+        except BaseException:
+            self.halt.set()  # one segment failed: the others stop after their page, not at the end
+            raise
+
+    def _scan(self, checkpoint: SegmentCheckpoint) -> None:
         dynamodb = self.source.client("dynamodb")
         request: dict[str, Any] = {
             "TableName": self.direction.source.table_name,
@@ -294,6 +331,8 @@ class _DirectionRun:
         if checkpoint.last_key:
             request["ExclusiveStartKey"] = item_to_boto3(checkpoint.last_key)
         while not checkpoint.done:
+            if self.halt.is_set() or (self.stop is not None and self.stop.is_set()):
+                raise BackfillCancelledError(f"backfill {self.direction.label} stopped")
             page = dynamodb.scan(**request)
             with self.lock:
                 self.pages_this_run[checkpoint.segment] += 1
@@ -384,14 +423,18 @@ def backfill(
     progress: ProgressCallback | None = None,
     sessions: dict[str, RegionSession] | None = None,
     clock: Callable[[], float] = time.time,
+    checkpoints: CheckpointFactory | None = None,
+    stop: threading.Event | None = None,
 ) -> BackfillResult:
     """Copy pre-existing items by the version order; resumable. See the module docstring.
 
     `direction`: A, B, both (or fromA/fromB, or a side name). `sessions`: clients per side name
     (the operator passes its own, with the pair's credentials); default: from the environment.
     `progress` is called after every page with a `BackfillProgress` (thread-safe to call from the
-    scan threads; keep it quick). Raises BackfillError / ReplayError when it cannot proceed; items
-    the target rejects as poison are reported in the result, never silently dropped.
+    scan threads; keep it quick). `checkpoints` makes the store of each direction (default: files
+    under `checkpoint_root`). Setting `stop` ends the scan after the pages in flight
+    (BackfillCancelledError; the checkpoints stay). Raises BackfillError / ReplayError when it cannot
+    proceed; items the target rejects as poison are reported in the result, never silently dropped.
     """
     if segments < 1 or page_size < 1 or (workers is not None and workers < 1):
         raise ValueError("--segments, --workers and --page-size must be >= 1")
@@ -402,10 +445,22 @@ def backfill(
         started = time.monotonic()
         source, target = clients[chosen.source.name], clients[chosen.target.name]
         check_ready(manifest, chosen, source)
-        store = CheckpointStore(root, manifest.name, chosen, segments)
+        store: SegmentStore = (
+            checkpoints(chosen, segments)
+            if checkpoints is not None
+            else CheckpointStore(root, manifest.name, chosen, segments)
+        )
         store.open(restart)
         run = _DirectionRun(
-            manifest, chosen, source, target, store, page_size=page_size, progress=progress, clock=clock
+            manifest,
+            chosen,
+            source,
+            target,
+            store,
+            page_size=page_size,
+            progress=progress,
+            clock=clock,
+            stop=stop,
         )
         loaded = [store.load(segment) for segment in range(segments)]
         run.checkpoints = {c.segment: c for c in loaded}
@@ -416,8 +471,11 @@ def backfill(
         with ThreadPoolExecutor(
             max_workers=workers or min(segments, 4), thread_name_prefix="backfill"
         ) as pool:
-            for future in [pool.submit(run.segment, checkpoint) for checkpoint in todo]:
-                future.result()
+            futures = [pool.submit(run.segment, checkpoint) for checkpoint in todo]
+        failures = [error for error in (f.exception() for f in futures) if error is not None]
+        if failures:
+            # The segment that failed first, not the ones it stopped (BackfillCancelledError).
+            raise next((e for e in failures if not isinstance(e, BackfillCancelledError)), failures[0])
         scanned_total = sum(c.scanned for c in run.checkpoints.values())
         results.append(
             DirectionResult(

@@ -20,6 +20,10 @@ Semantics (the README's "Status and conditions" section says the same):
 - `ResyncRequired=True`: a direction's lag reached RESYNC_FRACTION of the shorter retention (the
   table stream's 24 h or the Kinesis stream's); changes older than that are lost, so the fix is a
   backfill plus `ddbbridge verify`.
+- `InitialSyncComplete`: True when `spec.initialSync` is none (reason `NotRequested`) or its copy of
+  the pre-existing items finished (`Copied`); False while it waits for replication, runs or retries
+  (Argo CD: Progressing), and with reason `ItemsRejected` when the target rejected items as poison
+  (Degraded). Ready says nothing about it: replication is healthy (and needed) while the copy runs.
 `lastTransitionTime` changes only when a condition's status changes.
 """
 
@@ -30,7 +34,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from ddbbridge.spec import Condition, ConditionStatus, ConditionType
+from ddbbridge.spec import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    InitialSync,
+    InitialSyncPhase,
+    InitialSyncStatus,
+)
 
 RESYNC_FRACTION = 0.8
 TABLE_STREAM_RETENTION_SECONDS = 24 * 3600
@@ -42,6 +53,7 @@ ORDER = (
     ConditionType.STALLED,
     ConditionType.DEAD_LETTERS,
     ConditionType.RESYNC_REQUIRED,
+    ConditionType.INITIAL_SYNC_COMPLETE,
 )
 
 
@@ -226,6 +238,38 @@ def ready(reconcile: ReconcileFacts, health: HealthFacts | None, generation: int
     return _true("ReplicationHealthy", f"replicating both ways: {flows}")
 
 
+def _progress(sync: InitialSyncStatus) -> str:
+    parts = []
+    for d in sync.directions:
+        total = f" of ~{d.estimated_total}" if d.estimated_total else ""
+        parts.append(
+            f"{d.direction} {d.scanned}{total} scanned, {d.written} written, "
+            f"{d.segments_done}/{d.segments_total} segments"
+        )
+    return "; ".join(parts) or "nothing scanned yet"
+
+
+def initial_sync_complete(mode: InitialSync, sync: InitialSyncStatus | None) -> Verdict:
+    """From spec.initialSync and the run's status document (None: no run of this mode yet)."""
+    if mode is InitialSync.NONE:
+        return _true("NotRequested", "spec.initialSync is none: pre-existing items are not copied")
+    if sync is None or sync.mode is not mode or sync.phase is InitialSyncPhase.CANCELLED:
+        return _false("WaitingForReplication", f"{mode.value}: starts once both directions replicate")
+    match sync.phase:
+        case InitialSyncPhase.COMPLETED:
+            return _true(
+                "Copied", f"{mode.value} run {sync.run} copied the pre-existing items: {_progress(sync)}"
+            )
+        case InitialSyncPhase.FAILED:
+            return _false("ItemsRejected", sync.message or "the target rejected items as poison")
+        case InitialSyncPhase.RETRYING:
+            return _false("InitialSyncRetrying", f"attempt {sync.attempts} failed: {sync.message}")
+        case InitialSyncPhase.RUNNING:
+            return _false("Copying", _progress(sync))
+        case _:
+            return _false("WaitingForReplication", sync.message or f"{mode.value}: waiting to start")
+
+
 # ------------------------------------------------------------------------------------ all together
 
 
@@ -237,6 +281,8 @@ def derive_conditions(
     previous: Sequence[Condition],
     now: datetime,
     stalled_recheck_seconds: float = 300.0,
+    initial_sync_mode: InitialSync = InitialSync.NONE,
+    initial_sync: InitialSyncStatus | None = None,
 ) -> list[Condition]:
     verdicts = {
         ConditionType.READY: ready(reconcile, health, generation),
@@ -244,21 +290,37 @@ def derive_conditions(
         ConditionType.STALLED: stalled(reconcile, stalled_recheck_seconds),
         ConditionType.DEAD_LETTERS: dead_letters(health),
         ConditionType.RESYNC_REQUIRED: resync_required(health),
+        ConditionType.INITIAL_SYNC_COMPLETE: initial_sync_complete(initial_sync_mode, initial_sync),
     }
     before = {c.type: c for c in previous}
-    result = []
-    for kind in ORDER:
-        verdict = verdicts[kind]
-        old = before.get(kind.value)
-        changed = old is None or old.status != verdict.status
-        result.append(
-            Condition(
-                type=kind.value,
-                status=verdict.status,
-                reason=verdict.reason,
-                message=verdict.message,
-                observed_generation=generation,
-                last_transition_time=now if changed or old is None else old.last_transition_time,
-            )
-        )
-    return result
+    return [_condition(kind, verdicts[kind], before.get(kind.value), generation, now) for kind in ORDER]
+
+
+def replace_initial_sync_condition(
+    previous: Sequence[Condition],
+    *,
+    generation: int,
+    mode: InitialSync,
+    sync: InitialSyncStatus | None,
+    now: datetime,
+) -> list[Condition]:
+    """The stored conditions with InitialSyncComplete recomputed (progress between health checks)."""
+    kind = ConditionType.INITIAL_SYNC_COMPLETE
+    before = {c.type: c for c in previous}
+    fresh = _condition(kind, initial_sync_complete(mode, sync), before.get(kind.value), generation, now)
+    kept = [c for c in previous if c.type != kind.value]
+    return [*kept, fresh]
+
+
+def _condition(
+    kind: ConditionType, verdict: Verdict, old: Condition | None, generation: int, now: datetime
+) -> Condition:
+    changed = old is None or old.status != verdict.status
+    return Condition(
+        type=kind.value,
+        status=verdict.status,
+        reason=verdict.reason,
+        message=verdict.message,
+        observed_generation=generation,
+        last_transition_time=now if changed or old is None else old.last_transition_time,
+    )

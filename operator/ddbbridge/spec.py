@@ -327,7 +327,11 @@ class PairSpec(SpecModel):
         default=60, ge=10, le=3600, description="How often the operator observes replication health."
     )
     initial_sync: InitialSync = Field(
-        default=InitialSync.NONE, description="Copy existing items when the pair is created."
+        default=InitialSync.NONE,
+        description="Copy the items a table already holds to the peer, once, after the pair is first "
+        "replicating: fromA copies regions[0] to regions[1], fromB the other way, both both ways. "
+        "Progress in status.initialSync and the InitialSyncComplete condition; set none and back to "
+        "copy again.",
     )
 
     @model_validator(mode="after")
@@ -404,6 +408,7 @@ class ConditionType(StrEnum):
     STALLED = "Stalled"  # terminal until the spec (or the world: a missing table) changes
     RESYNC_REQUIRED = "ResyncRequired"  # an outage outlived the stream retention: backfill + verify
     DEAD_LETTERS = "DeadLetters"  # changes that could not be applied wait in a dead-letter queue
+    INITIAL_SYNC_COMPLETE = "InitialSyncComplete"  # spec.initialSync copied the pre-existing items
 
 
 class ConditionStatus(StrEnum):
@@ -416,6 +421,9 @@ class ConditionStatus(StrEnum):
 # "still converging" (transient AWS errors included). Argo CD's health check maps the former to
 # Degraded and the latter to Progressing; a test keeps argocd/health/.../health.lua in step.
 DEGRADED_READY_REASONS: frozenset[str] = frozenset({"DeadLetters", "ReplicationFailing", "ResyncRequired"})
+# Reasons of `InitialSyncComplete=False` that need a human (items the target rejected as poison);
+# every other reason means the copy is still waiting, running or retrying (Progressing).
+DEGRADED_INITIAL_SYNC_REASONS: frozenset[str] = frozenset({"ItemsRejected"})
 
 
 class StatusModel(BaseModel):
@@ -428,7 +436,7 @@ class Condition(StatusModel):
     """One condition, shaped like metav1.Condition."""
 
     type: str = Field(
-        description="Ready, Synced, Stalled, DeadLetters or ResyncRequired.",
+        description="Ready, Synced, Stalled, DeadLetters, ResyncRequired or InitialSyncComplete.",
         pattern=CONDITION_TYPE_PATTERN,
         max_length=316,
     )
@@ -522,6 +530,63 @@ class DirectionStatus(StatusModel):
     dlq_depth: int | None = Field(default=None, ge=0, description="onFailureDepth + deadLetterDepth.")
 
 
+class InitialSyncPhase(StrEnum):
+    WAITING = "Waiting"  # requested; waits for both regions reconciled and the source mappings enabled
+    RUNNING = "Running"
+    RETRYING = "Retrying"  # the last attempt failed; resumes from its checkpoints after a backoff
+    COMPLETED = "Completed"
+    FAILED = "Failed"  # the target rejected items as poison: a person must look (not retried)
+    CANCELLED = "Cancelled"  # spec.initialSync was set to none (or to another mode) while it ran
+
+
+class InitialSyncDirectionStatus(StatusModel):
+    """Progress of the copy in one direction (finished segments of earlier attempts included)."""
+
+    direction: str = Field(description="source->target, by spec.regions[].name.", max_length=20)
+    segments_total: int = Field(ge=0, description="Parallel scan segments.")
+    segments_done: int = Field(ge=0, description="Segments scanned to the end.")
+    scanned: int = Field(ge=0, description="Items scanned in the source.")
+    estimated_total: int | None = Field(
+        default=None, ge=0, description="The source table's ItemCount (DynamoDB updates it every ~6 h)."
+    )
+    written: int = Field(default=0, ge=0, description="Items written to the target.")
+    skipped_as_older: int = Field(
+        default=0, ge=0, description="Items the target already held at a newer version (left as they were)."
+    )
+    restamped: int = Field(
+        default=0, ge=0, description="Unstamped source items given a version in the source before the copy."
+    )
+    skipped_changed: int = Field(
+        default=0,
+        ge=0,
+        description="Unstamped items that changed during the scan (their stream record carries them).",
+    )
+    rejected: int = Field(default=0, ge=0, description="Items the target rejected as poison.")
+
+
+class InitialSyncStatus(StatusModel):
+    """The copy of pre-existing items that spec.initialSync asks for, run once per request."""
+
+    mode: InitialSync = Field(description="The spec.initialSync value this run copies for.")
+    run: str = Field(
+        description="Run id (g<generation> when it was requested); names its checkpoints in the source "
+        "region's stats table.",
+        pattern=r"^g[0-9]+$",
+        max_length=24,
+    )
+    phase: InitialSyncPhase = Field(description="Waiting, Running, Retrying, Completed, Failed or Cancelled.")
+    attempts: int = Field(default=0, ge=0, description="Attempts started (a resume after an error counts).")
+    started_time: datetime | None = Field(default=None, description="When the first attempt started.")
+    finished_time: datetime | None = Field(default=None, description="When it completed, failed or stopped.")
+    message: str = Field(default="", max_length=4096, description="The last error, or a summary.")
+    directions: list[InitialSyncDirectionStatus] = Field(
+        default_factory=list,
+        max_length=2,
+        description="Per direction copied.",
+        json_schema_extra={LIST_TYPE: "atomic"},
+    )
+
+
 class PairStatus(StatusModel):
     """status of a TableReplicationPair."""
 
@@ -531,7 +596,7 @@ class PairStatus(StatusModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        description="Ready, Synced, Stalled, DeadLetters, ResyncRequired.",
+        description="Ready, Synced, Stalled, DeadLetters, ResyncRequired, InitialSyncComplete.",
         json_schema_extra={LIST_TYPE: "map", LIST_MAP_KEYS: ["type"]},
     )
     regions: list[RegionStatus] = Field(
@@ -557,6 +622,9 @@ class PairStatus(StatusModel):
         default=None,
         max_length=253,
         description="Value of the ddbbridge.io/rotate-key annotation the operator last acted on.",
+    )
+    initial_sync: InitialSyncStatus | None = Field(
+        default=None, description="The copy of pre-existing items (spec.initialSync)."
     )
 
     def condition(self, kind: str) -> Condition | None:

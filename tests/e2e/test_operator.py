@@ -613,6 +613,50 @@ def test_forced_key_rotation_loses_no_change_and_retires_the_old_key(harness: Ha
     assert status["regions"][0]["credentialKeyAgeDays"] == 0
 
 
+def test_initial_sync_copies_pre_existing_items_both_ways(harness: Harness) -> None:
+    """spec.initialSync: both over tables that already hold items (unstamped, as the seed's apps left
+    them), with writes during the copy: the operator copies in the background, reports progress and
+    completion in status, keeps its checkpoints in the stats tables, and the tables end up equal."""
+    tables = {"cn": "seed-cn", "sg": "seed-sg"}
+    for side, table in tables.items():
+        _create_table(harness.regions, side, table)
+    _write_items(harness.regions, "cn", tables["cn"], "old-cn", 200)
+    _write_items(harness.regions, "sg", tables["sg"], "old-sg", 100)
+    document = _pair("seed", tables, initialSync="both")
+    harness.apply(document)
+    harness.wait_condition("seed", "Ready", "True", 90)
+    _write_items(harness.regions, "sg", tables["sg"], "during-sg", 10)  # replicated, never lost
+
+    done = harness.wait_condition("seed", "InitialSyncComplete", "True", 240, reason="Copied")
+    assert done["observedGeneration"] == 1
+    sync = (harness.get("seed") or {})["status"]["initialSync"]
+    assert sync["phase"] == "Completed" and sync["mode"] == "both" and sync["run"] == "g1"
+    assert sync["startedTime"] <= sync["finishedTime"]
+    copied = {d["direction"]: d for d in sync["directions"]}
+    assert set(copied) == {"cn->sg", "sg->cn"}
+    assert copied["cn->sg"]["scanned"] >= 200 and copied["sg->cn"]["scanned"] >= 100
+    assert all(d["segmentsDone"] == d["segmentsTotal"] and d["rejected"] == 0 for d in copied.values())
+    # Unstamped items were stamped in their own region, then copied at that version.
+    assert copied["cn->sg"]["restamped"] >= 200 and copied["cn->sg"]["written"] >= 1
+    started = harness.wait_event("seed", "InitialSyncStarted", 10)
+    assert "run g1" in started["message"]
+    harness.wait_event("seed", "InitialSyncCompleted", 10)
+
+    # The checkpoints live in AWS (the pod has no disk): the source's stats table, per segment.
+    stats = harness.regions[CN].client("dynamodb")
+    key = {"PK": {"S": "backfill#g1#cn-to-sg#segment#0000"}}
+    item = stats.get_item(TableName=SideNames("seed", "cn").stats_table, Key=key)["Item"]
+    assert json.loads(item["checkpoint"]["S"])["done"] is True
+
+    manifest = harness.manifest_file(
+        {**document, "metadata": {"name": "seed", "namespace": harness.namespace}}
+    )
+    wait_for(
+        lambda: _converged(harness, tables, 310, manifest), 180, "the seed tables to converge", interval=2
+    )
+    harness.kubectl("delete", "trp", "seed", "-n", harness.namespace, "--wait=false")
+
+
 @dataclass(frozen=True)
 class StalledCase:
     id: str
@@ -751,6 +795,60 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(harness: Har
         assert _count(found[side], "parameter") == 2, found[side]
     # The other pair kept working through the restart.
     harness.wait_condition("users", "Ready", "True", 60)
+
+
+def test_operator_killed_during_deletion_finishes_the_finalizer_after_restart(harness: Harness) -> None:
+    """The kill lands inside the deletion pass: the launcher holds sg's DeleteTable of our ledger or
+    stats table (the last phase, after mappings, functions, users, roles, parameters, queues and
+    streams are gone) and the operator is SIGKILLed while that call is in flight. The held call is
+    answered with an error long after, so the emulator never applies it. A restarted operator must
+    resume the finalizer, remove the rest and release the pair, leaving the user tables as they were."""
+    tables = {"cn": "doomed-cn", "sg": "doomed-sg"}
+    for side, table in tables.items():
+        _create_table(harness.regions, side, table)
+        _write_items(harness.regions, side, table, f"doomed-{side}", 5)
+    harness.apply(_pair("doomed", tables))
+    harness.wait_condition("doomed", "Ready", "True", 90)
+    items_before = {side: _table_items(harness.regions, side, table) for side, table in tables.items()}
+    sg = harness.regions[SG]
+    mark = max((int(e["seq"]) for e in sg.requests()), default=0)
+    sg.inject_fault(
+        "dynamodb",
+        "DeleteTable",
+        "ServiceUnavailable",
+        status=503,
+        delay_ms=180_000,
+        contains="ddbbridge-doomed-sg-",
+    )
+    try:
+        harness.kubectl("delete", "trp", "doomed", "-n", harness.namespace, "--wait=false")
+        wait_for(
+            lambda: [e for e in sg.requests(mark) if e["operation"] == "DeleteTable" and e["fault"]],
+            120,
+            "the deletion pass to reach sg's DeleteTable",
+            interval=0.1,
+        )
+        partial = aws_resources(harness.regions, "doomed")
+        harness.operator.kill()
+    finally:
+        sg.clear_faults("dynamodb", "DeleteTable")
+    for side in SIDES:
+        assert _count(partial[side], "function") == _count(partial[side], "user") == 0, partial
+    assert _count(partial["sg"], "table") == 2, f"killed before the deletion finished: {partial}"
+    held = harness.get("doomed")
+    assert held is not None and held["metadata"].get("deletionTimestamp") and held["metadata"]["finalizers"]
+
+    harness.operator.start()
+    try:
+        wait_for(lambda: harness.get("doomed") is None, 120, "the finalizer to complete", interval=0.5)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\noperator log:\n{harness.operator.tail()}") from None
+    assert aws_resources(harness.regions, "doomed") == {"cn": [], "sg": []}
+    for side, table in tables.items():
+        assert _table_items(harness.regions, side, table) == items_before[side], side
+        described = harness.regions[SIDES[side]].client("dynamodb").describe_table(TableName=table)["Table"]
+        assert not (described.get("StreamSpecification") or {}).get("StreamEnabled")
+    harness.wait_condition("users", "Ready", "True", 60)  # the other pair survived the restart
 
 
 def test_retain_leaves_everything_in_aws(harness: Harness) -> None:

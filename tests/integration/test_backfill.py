@@ -5,6 +5,7 @@
   resurrected, no newer version overwritten by the scanned one);
 - a backfill killed (SIGKILL) halfway resumes from its per-segment checkpoints: finished segments are
   not scanned again (counted from the emulator's own request log), and the result converges;
+- the same with the operator's checkpoints (items in the source region's stats table) and `stop`;
 - the backfill refuses when the source table's stream is off.
 
 Size: BACKFILL_ITEMS pre-existing items (default 2,000 so the suite stays within CI time on two
@@ -19,13 +20,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ddbbridge.backfill import BackfillError, BackfillProgress, backfill
+from ddbbridge.backfill import BackfillCancelledError, BackfillError, BackfillProgress, backfill
+from ddbbridge.backfill_checkpoints import stats_table_checkpoints
+from ddbbridge.names import SideNames
+from ddbbridge.reconcile import PairClients
 from ddbbridge.spec import load_manifest
 from tests.fixtures.regions import Regions
 from tests.fixtures.runner import RunnerProcess, endpoints_of
@@ -43,6 +48,9 @@ from tests.integration.replication_support import Pair, create_pair, ddbbridge
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_regions")]
 
 BACKFILL_ITEMS = int(os.environ.get("DDBBRIDGE_BACKFILL_ITEMS", "2000"))
+# The suite's 900 s per-test limit fits the default size; a raised size (the 20,000-item run) gets
+# 0.2 s per item, so a loaded two-core machine is not cut off mid-copy.
+SIZED_TIMEOUT = scaled(max(900.0, BACKFILL_ITEMS * 0.2))
 
 
 @pytest.fixture
@@ -83,6 +91,7 @@ def make_pair(regions: Regions, tmp_path: Path, prefix: str) -> Pair:
     return create_pair(regions, tmp_path, prefix, (("id", "S"),))
 
 
+@pytest.mark.timeout(SIZED_TIMEOUT)
 def test_backfill_with_concurrent_writes_in_both_regions_converges(
     environment: Regions, runner_process: RunnerProcess, tmp_path: Path
 ) -> None:
@@ -192,6 +201,67 @@ def test_killed_backfill_resumes_without_rescanning_finished_segments(
     scans = [e for e in cn.requests(since) if int(e["seq"]) > since and e["operation"] == "Scan"]
     assert len(scans) == sum(pages.values()), "the emulator served exactly the scans of unfinished segments"
     assert direction["scanned_total"] >= 1600 and direction["scanned_this_run"] < 1600
+
+    verify_converged(pair)
+
+
+def stats_checkpoints(pair: Pair, run: str) -> dict[int, dict[str, Any]]:
+    """The operator's checkpoint items in the source (cn) stats table, by segment."""
+    table = SideNames(pair.name, "cn").stats_table
+    items = pair.client("cn", "dynamodb").scan(TableName=table, ConsistentRead=True)["Items"]
+    prefix = f"backfill#{run}#cn-to-sg#segment#"
+    return {
+        int(item["PK"]["S"][len(prefix) :]): json.loads(item["checkpoint"]["S"])
+        for item in items
+        if item["PK"]["S"].startswith(prefix)
+    }
+
+
+def test_operator_checkpoints_in_the_stats_table_resume_after_a_stop(
+    environment: Regions, tmp_path: Path
+) -> None:
+    """What the operator runs: checkpoints in the source's stats table (no local disk), stopped
+    halfway (as when spec.initialSync changes or the pod dies) and resumed by the same run id."""
+    pair = make_pair(environment, tmp_path, "bt")
+    bulk_put(pair, "cn", preexisting(400, prefix="t"))
+    reconcile(pair)
+    manifest = load_manifest(pair.path)
+    sessions = PairClients.from_environment(manifest).sessions
+    stop = threading.Event()
+
+    def stop_after_two_segments(update: BackfillProgress) -> None:
+        if update.segments_done >= 2:
+            stop.set()
+
+    options: dict[str, Any] = {"direction": "A", "segments": 8, "workers": 1, "page_size": 40}
+    with pytest.raises(BackfillCancelledError):
+        backfill(
+            manifest,
+            sessions=sessions,
+            checkpoints=stats_table_checkpoints(sessions, manifest.name, "g1"),
+            progress=stop_after_two_segments,
+            stop=stop,
+            **options,
+        )
+    finished = {segment for segment, document in stats_checkpoints(pair, "g1").items() if document["done"]}
+    assert finished == {0, 1}, "one worker, stopped before the third segment's first page"
+    assert not (tmp_path / ".ddbbridge").exists(), "nothing on local disk"
+
+    cn = environment.cn
+    since = max((int(e["seq"]) for e in cn.requests()), default=0)
+    result = backfill(
+        manifest,
+        sessions=sessions,
+        checkpoints=stats_table_checkpoints(sessions, manifest.name, "g1"),
+        **options,
+    )
+    (direction,) = result.directions
+    assert result.ok and set(direction.segments_skipped) == finished
+    assert not set(direction.pages_this_run) & finished, "a finished segment was scanned again"
+    scans = [e for e in cn.requests(since) if int(e["seq"]) > since and e["operation"] == "Scan"]
+    assert len(scans) == sum(direction.pages_this_run.values())
+    assert direction.scanned_total >= 400 and direction.scanned_this_run < 400
+    assert all(document["done"] for document in stats_checkpoints(pair, "g1").values())
 
     verify_converged(pair)
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ddbbridge import crd
-from ddbbridge.spec import DEGRADED_READY_REASONS
+from ddbbridge.spec import DEGRADED_INITIAL_SYNC_REASONS, DEGRADED_READY_REASONS
 from ddbbridge_dev.argocd_health import (
     CONFIG_MAP_FILE,
     CONFIG_MAP_KEY,
@@ -69,6 +69,9 @@ def test_degraded_reasons_agree_with_the_model() -> None:
     block = re.search(r"local DEGRADED_READY_REASONS = \{(.*?)\}", SCRIPT, re.S)
     assert block is not None
     assert set(re.findall(r"(\w+) = true", block.group(1))) == DEGRADED_READY_REASONS
+    block = re.search(r"local DEGRADED_INITIAL_SYNC_REASONS = \{(.*?)\}", SCRIPT, re.S)
+    assert block is not None
+    assert set(re.findall(r"(\w+) = true", block.group(1))) == DEGRADED_INITIAL_SYNC_REASONS
 
 
 def test_argocd_cm_carries_the_script_verbatim() -> None:
@@ -94,6 +97,7 @@ GENERATION = 4
 OBSERVED = ("none", "older", "current")
 CONDITION = ("absent", "True", "False", "Unknown", "stale-True")
 READY = ("absent", "True", "False-transient", "False-degraded", "Unknown", "stale-True")
+INITIAL_SYNC = ("absent", "True", "False-copying", "False-rejected", "stale-False")
 
 
 def _condition(kind: str, state: str) -> dict[str, Any] | None:
@@ -101,8 +105,13 @@ def _condition(kind: str, state: str) -> dict[str, Any] | None:
         return None
     status, _, flavour = state.partition("-")
     if status == "stale":
-        status, flavour = "True", "stale"
-    reason = {"degraded": "DeadLetters", "transient": "Throttled"}.get(flavour, "Observed")
+        status, flavour = ("False" if kind == "InitialSyncComplete" else "True"), "stale"
+    reason = {
+        "degraded": "DeadLetters",
+        "transient": "Throttled",
+        "copying": "Copying",
+        "rejected": "ItemsRejected",
+    }.get(flavour, "Observed")
     generation = GENERATION - 1 if flavour == "stale" else GENERATION
     return {
         "type": kind,
@@ -124,6 +133,7 @@ class Inputs:
     ready: str
     paused: bool
     deleting: bool
+    initial_sync: str = "absent"
 
     def pair(self) -> dict[str, Any]:
         document = minimal_pair()
@@ -138,6 +148,7 @@ class Inputs:
                     _condition("Stalled", self.stalled),
                     _condition("ResyncRequired", self.resync),
                     _condition("Ready", self.ready),
+                    _condition("InitialSyncComplete", self.initial_sync),
                 )
                 if condition is not None
             ]
@@ -155,21 +166,31 @@ class Inputs:
             return "Degraded"
         if self.paused:
             return "Suspended"
-        if self.ready == "True":
-            return "Healthy"
         if self.ready == "False-degraded":
             return "Degraded"
-        return "Progressing"
+        if self.ready != "True":
+            return "Progressing"
+        if self.initial_sync == "False-rejected":
+            return "Degraded"
+        if self.initial_sync == "False-copying":
+            return "Progressing"
+        return "Healthy"
 
 
 COMBINATIONS = [
     Inputs(*values)
     for values in itertools.product(OBSERVED, CONDITION, CONDITION, READY, (False, True), (False, True))
+] + [
+    # InitialSyncComplete matters only below Stalled/ResyncRequired: crossed with what it meets there.
+    Inputs(observed, stalled, "absent", ready, paused, False, initial_sync)
+    for observed, stalled, ready, paused, initial_sync in itertools.product(
+        OBSERVED, ("absent", "True"), READY, (False, True), INITIAL_SYNC[1:]
+    )
 ]
 
 
 def test_every_combination_follows_the_documented_order() -> None:
-    assert len(COMBINATIONS) == 3 * 5 * 5 * 6 * 2 * 2
+    assert len(COMBINATIONS) == 3 * 5 * 5 * 6 * 2 * 2 + 3 * 2 * 6 * 2 * 4
     wrong = []
     for inputs in COMBINATIONS:
         result = run_health(SCRIPT, inputs.pair())

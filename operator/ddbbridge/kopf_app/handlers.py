@@ -1,7 +1,8 @@
 """kopf handlers for TableReplicationPair: thin glue over `lifecycle` (which calls the core).
 
 - create / resume / update of `spec` / a new `ddbbridge.io/rotate-key` value: reconcile both regions.
-- timer: the health check (drift repair, replication health) every spec.healthCheckIntervalSeconds.
+- timer: the health check (drift repair, replication health) every spec.healthCheckIntervalSeconds;
+  every tick it also starts and watches the copy of pre-existing items (spec.initialSync).
 - delete (with the finalizer): remove or retain what the pair created.
 
 Errors: a transient failure raises `kopf.TemporaryError` (retried with backoff, Ready=False with the
@@ -79,10 +80,16 @@ def health(body: Any, patch: Any, memo: Any, **_: Any) -> None:
     if body.get("metadata", {}).get("deletionTimestamp"):
         return
     deps, runtime = _deps(memo), lifecycle.runtime_of(memo)
-    if not lifecycle.health_due(runtime, deps):
-        return  # the common case, every tick: no parsing, no AWS
-    view = lifecycle.PairView.of(body)
-    _write(patch, lifecycle.health_pass(view, deps, _options(memo), runtime))
+    # Cheap unless a copy of pre-existing items is pending (spec.initialSync); never waits for it.
+    sync = lifecycle.initial_sync_tick(body, deps, runtime)
+    if lifecycle.health_due(runtime, deps):
+        view = lifecycle.PairView.of(body)
+        result = lifecycle.health_pass(view, deps, _options(memo), runtime)
+        if result is not None and result.status is not None:
+            _write(patch, result)  # carries the initial-sync document and condition too
+            return
+    if sync is not None:
+        patch.status.update(sync)
 
 
 def delete(body: Any, memo: Any, retry: int, runtime: Any, logger: Any, **_: Any) -> None:

@@ -5,7 +5,9 @@ through `Deps` (fakes in unit tests), posts Events, and returns the new status a
 kopf handlers (handlers.py) only translate that into a status patch and kopf's error types.
 
 One pair runs one pass at a time (a lock per pair): the spec handlers and the health timer run in
-different threads, and two concurrent reconciles could each create the same mapping.
+different threads, and two concurrent reconciles could each create the same mapping. The copy of
+pre-existing items (`spec.initialSync`, module `initial_sync`) runs on a thread of its own; the health
+timer starts and watches it.
 """
 
 from __future__ import annotations
@@ -17,14 +19,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ddbbridge.conditions import HealthFacts, Outcome, ReconcileFacts, derive_conditions
+from ddbbridge.backfill import BackfillResult
+from ddbbridge.conditions import (
+    HealthFacts,
+    Outcome,
+    ReconcileFacts,
+    derive_conditions,
+    replace_initial_sync_condition,
+)
 from ddbbridge.destroy import destroy as core_destroy
 from ddbbridge.errors import ReconcileError
 from ddbbridge.key_rotation import forced_rotation
-from ddbbridge.kopf_app import metrics
+from ddbbridge.kopf_app import initial_sync, metrics
 from ddbbridge.kopf_app.credentials import SecretReader, region_credentials
 from ddbbridge.kopf_app.settings import FORCE_DELETE_ANNOTATION, ROTATE_KEY_ANNOTATION, OperatorOptions
-from ddbbridge.kopf_app.status import build_status, health_facts, parse_status, reconcile_facts
+from ddbbridge.kopf_app.status import build_status, health_facts, parse_status, reconcile_facts, wire
 from ddbbridge.leftovers import leftovers
 from ddbbridge.observe import PairHealth, observe_pair
 from ddbbridge.reconcile import PairClients, RunResult
@@ -34,6 +43,7 @@ from ddbbridge.spec import (
     KIND,
     ConditionStatus,
     DeletionPolicy,
+    InitialSyncStatus,
     PairManifest,
     PairStatus,
     SpecError,
@@ -68,6 +78,8 @@ class Deps:
     make_clients: Callable[[PairManifest, dict[str, dict[str, str]], bool], PairClients] = make_clients
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     monotonic: Callable[[], float] = time.monotonic
+    backfill: Callable[..., BackfillResult] = initial_sync.run_backfill
+    spawn: Callable[[Callable[[], None], str], None] = initial_sync.spawn_thread
 
 
 @dataclass
@@ -79,6 +91,8 @@ class PairRuntime:
     next_health_check: float = 0.0
     last_warning: str | None = None  # reason of the last Warning posted by the health pass
     deletion_blocked_reported: bool = False
+    health: HealthFacts | None = None  # the last observation of replication by this process
+    initial_sync: initial_sync.SyncState = field(default_factory=initial_sync.SyncState)
 
 
 _RUNTIME_KEY = "pair_runtime"
@@ -214,7 +228,14 @@ def _run_core(view: PairView, deps: Deps, options: OperatorOptions, *, repair: b
     return CoreRun(facts, result, health, observed_at, new_handled)
 
 
-def _status(view: PairView, deps: Deps, options: OperatorOptions, run: CoreRun) -> PairStatus:
+def _sync_document(view: PairView, runtime: PairRuntime) -> InitialSyncStatus | None:
+    """This process's latest initial-sync document, else the stored one."""
+    return runtime.initial_sync.document or view.status.initial_sync
+
+
+def _status(
+    view: PairView, deps: Deps, options: OperatorOptions, run: CoreRun, runtime: PairRuntime
+) -> PairStatus:
     if view.manifest is None:
         # No model to build regions from: keep what was there, record the verdict.
         status = view.status.model_copy()
@@ -226,6 +247,8 @@ def _status(view: PairView, deps: Deps, options: OperatorOptions, run: CoreRun) 
             previous=view.status.conditions,
             now=deps.clock(),
             stalled_recheck_seconds=options.stalled_recheck_seconds,
+            initial_sync_mode=initial_sync.requested_mode(view.body),
+            initial_sync=_sync_document(view, runtime),
         )
         return status
     status = build_status(
@@ -239,6 +262,7 @@ def _status(view: PairView, deps: Deps, options: OperatorOptions, run: CoreRun) 
         now=deps.clock(),
         key_rotation_request=run.handled_rotation,
         stalled_recheck_seconds=options.stalled_recheck_seconds,
+        initial_sync=_sync_document(view, runtime),
     )
     ready = status.condition("Ready")
     metrics.record_ready(
@@ -253,6 +277,7 @@ def reconcile_pass(view: PairView, deps: Deps, options: OperatorOptions, runtime
         run = _run_core(view, deps, options, repair=False)
         facts = run.facts
         runtime.last = facts
+        runtime.health = run.health if facts.outcome is Outcome.OK else None
         interval = _interval(view, options, facts)
         runtime.next_health_check = deps.monotonic() + interval
     if facts.outcome is Outcome.TERMINAL:
@@ -261,7 +286,7 @@ def reconcile_pass(view: PairView, deps: Deps, options: OperatorOptions, runtime
         _post(deps, view, "Warning", "ReconcileFailed", facts.message)
     else:
         _post(deps, view, "Normal", "Reconciled", f"both regions match generation {view.generation}")
-    status = _status(view, deps, options, run)
+    status = _status(view, deps, options, run, runtime)
     runtime.last_warning = facts.reason if facts.outcome is not Outcome.OK else None
     return PassResult(status, facts)
 
@@ -293,6 +318,7 @@ def health_pass(
         run = _run_core(view, deps, options, repair=True)
         facts = run.facts
         runtime.last = facts
+        runtime.health = run.health if facts.outcome is Outcome.OK else None
         runtime.next_health_check = deps.monotonic() + _interval(view, options, facts)
     finally:
         runtime.lock.release()
@@ -307,7 +333,32 @@ def health_pass(
     elif facts.outcome is Outcome.OK and runtime.last_warning is not None:
         _post(deps, view, "Normal", "Recovered", "both regions reachable and in place again")
     runtime.last_warning = facts.reason if facts.outcome is not Outcome.OK else None
-    return PassResult(_status(view, deps, options, run), facts)
+    return PassResult(_status(view, deps, options, run, runtime), facts)
+
+
+def initial_sync_tick(body: Any, deps: Deps, runtime: PairRuntime) -> dict[str, Any] | None:
+    """Every health tick: start, watch or finish the pair's copy of pre-existing items. Returns the
+    status patch (status.initialSync and the InitialSyncComplete condition), or None."""
+    document = initial_sync.tick(
+        body,
+        deps,
+        runtime.initial_sync,
+        facts=runtime.last,
+        health=runtime.health,
+        manifest=lambda: PairView.of(body).manifest,
+    )
+    if document is None:
+        return None
+    metadata = body.get("metadata", {})
+    conditions = replace_initial_sync_condition(
+        parse_status(_plain(body.get("status"))).conditions,
+        generation=int(metadata.get("generation") or 0),
+        mode=initial_sync.requested_mode(body),
+        sync=document,
+        now=deps.clock(),
+    )
+    patch = wire(PairStatus(conditions=conditions, initial_sync=document))
+    return {"initialSync": patch["initialSync"], "conditions": patch["conditions"]}
 
 
 @dataclass(frozen=True)
@@ -328,6 +379,8 @@ def delete_pass(
     manifest = view.manifest
     if manifest is None:
         return DeletePassResult(True, "invalid spec: nothing was ever created")
+    # A copy still running would outlive the pair, or write into tables the destroy removes.
+    initial_sync.stop(runtime.initial_sync)
     if manifest.spec.deletion_policy is DeletionPolicy.RETAIN:
         _post(deps, view, "Normal", "Retained", "deletionPolicy Retain: every AWS resource of the pair stays")
         metrics.forget(view.namespace, view.name)

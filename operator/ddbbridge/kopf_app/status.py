@@ -20,7 +20,14 @@ from ddbbridge.conditions import (
 from ddbbridge.names import SideNames
 from ddbbridge.observe import PairHealth
 from ddbbridge.reconcile import RegionReport, RunResult
-from ddbbridge.spec import DirectionStatus, PairManifest, PairStatus, RegionArns, RegionStatus
+from ddbbridge.spec import (
+    DirectionStatus,
+    InitialSyncStatus,
+    PairManifest,
+    PairStatus,
+    RegionArns,
+    RegionStatus,
+)
 
 MESSAGE_LIMIT = 2000
 
@@ -114,6 +121,7 @@ def build_status(
     now: datetime,
     key_rotation_request: str | None,
     stalled_recheck_seconds: float,
+    initial_sync: InitialSyncStatus | None = None,
 ) -> PairStatus:
     """The whole new status; parts the last pass could not see are carried over from `previous`."""
     regions = previous.regions
@@ -135,6 +143,8 @@ def build_status(
             previous=previous.conditions,
             now=now,
             stalled_recheck_seconds=stalled_recheck_seconds,
+            initial_sync_mode=manifest.spec.initial_sync,
+            initial_sync=initial_sync or previous.initial_sync,
         ),
         regions=regions,
         directions=directions,
@@ -142,6 +152,7 @@ def build_status(
         dlq_depth=dlq,
         last_health_check_time=observed_at or previous.last_health_check_time,
         key_rotation_request=key_rotation_request,
+        initial_sync=initial_sync or previous.initial_sync,
     )
 
 

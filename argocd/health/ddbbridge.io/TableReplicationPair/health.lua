@@ -7,11 +7,14 @@
 --   4. ResyncRequired=True (an outage outlived the stream retention: backfill + verify)
 --                                                         -> Degraded
 --   5. spec.paused                                        -> Suspended
---   6. Ready=True                                         -> Healthy
---   7. Ready=False with a reason that needs a person (DeadLetters, ReplicationFailing,
+--   6. Ready=False with a reason that needs a person (DeadLetters, ReplicationFailing,
 --      ResyncRequired)                                    -> Degraded
---   8. Ready=False with any other reason, Ready=Unknown, or no Ready
+--   7. Ready=False with any other reason, Ready=Unknown, or no Ready
 --                                                         -> Progressing (still converging)
+--   8. Ready=True but InitialSyncComplete=False (spec.initialSync still copying the items the
+--      tables held before): reason ItemsRejected          -> Degraded
+--                                       any other reason  -> Progressing
+--   9. Ready=True                                         -> Healthy
 -- A condition whose observedGeneration is below metadata.generation describes an older spec and
 -- is ignored. Argo CD opens only the base, table and a safe os library: no string or math here.
 
@@ -19,6 +22,10 @@ local DEGRADED_READY_REASONS = {
   DeadLetters = true,
   ReplicationFailing = true,
   ResyncRequired = true,
+}
+
+local DEGRADED_INITIAL_SYNC_REASONS = {
+  ItemsRejected = true,
 }
 
 local hs = {}
@@ -102,12 +109,27 @@ if not current(ready) then
   return hs
 end
 
-if ready.status == "True" then
-  hs.status = "Healthy"
-elseif ready.status == "False" and DEGRADED_READY_REASONS[ready.reason] then
-  hs.status = "Degraded"
-else
-  hs.status = "Progressing"
+if ready.status ~= "True" then
+  if ready.status == "False" and DEGRADED_READY_REASONS[ready.reason] then
+    hs.status = "Degraded"
+  else
+    hs.status = "Progressing"
+  end
+  hs.message = describe(ready)
+  return hs
 end
+
+local initialSync = find(conditions, "InitialSyncComplete")
+if current(initialSync) and initialSync.status ~= "True" then
+  if initialSync.status == "False" and DEGRADED_INITIAL_SYNC_REASONS[initialSync.reason] then
+    hs.status = "Degraded"
+  else
+    hs.status = "Progressing"
+  end
+  hs.message = describe(initialSync)
+  return hs
+end
+
+hs.status = "Healthy"
 hs.message = describe(ready)
 return hs

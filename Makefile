@@ -56,8 +56,10 @@ test: lint typecheck lint-deploy
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+# The operator on a local control plane replicating two emulated regions at 150 ms RTT, start to finish
+# (devtools/ddbbridge_dev/demo.py). KEEP=1 leaves it running; `make demo-down` stops all of it.
 demo: $(STAMP)
-	$(BIN)/python -m ddbbridge_dev.demo
+	$(BIN)/python -m ddbbridge_dev.demo $(if $(KEEP),--keep) $(DEMO_ARGS)
 
 demo-down: $(STAMP)
 	DDBBRIDGE_DEV_DIR=$(CURDIR)/.ddbbridge/demo $(BIN)/ddbbridge dev down

@@ -330,7 +330,8 @@ def token_statement() -> dict[str, Any]:
             "ForAllValues:StringEquals": {"sts:IdentityTokenAudience": [TOKEN_AUDIENCE]},
             # ForAllValues holds for an absent key: require the audience to be there at all.
             "Null": {"sts:IdentityTokenAudience": "false"},
-            "NumericLessThanEquals": {"sts:DurationSeconds": TOKEN_DURATION_SECONDS},
+            # A string, as IAM's own examples write numbers in conditions (some validators refuse ints).
+            "NumericLessThanEquals": {"sts:DurationSeconds": str(TOKEN_DURATION_SECONDS)},
             "StringEquals": {"sts:SigningAlgorithm": TOKEN_SIGNING_ALGORITHM},
         },
     )

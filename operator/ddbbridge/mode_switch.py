@@ -12,7 +12,7 @@ accessKey). No state is kept anywhere: both moments are read from IAM. Per inbou
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import botocore.exceptions
@@ -35,6 +35,8 @@ def retire_other_mode(
     now: datetime,
 ) -> list[str]:
     """Remove what is due; return what still waits for its overlap (for status), empty otherwise."""
+    # The new mode's identity may have been created by this very run, after `now` was taken.
+    now = max(now, datetime.now(UTC))
     if want.inbound_mode == CredentialsMode.FEDERATION.value:
         return _retire_access_key(ctx, peer_ctx, want, overlap, now)
     return _retire_federation(ctx, want, key_created, overlap, now)

@@ -83,7 +83,7 @@ def test_the_sender_may_get_tokens_only_for_our_audience_rs256_and_five_minutes(
         "Condition": {
             "ForAllValues:StringEquals": {"sts:IdentityTokenAudience": [TOKEN_AUDIENCE]},
             "Null": {"sts:IdentityTokenAudience": "false"},
-            "NumericLessThanEquals": {"sts:DurationSeconds": TOKEN_DURATION_SECONDS},
+            "NumericLessThanEquals": {"sts:DurationSeconds": str(TOKEN_DURATION_SECONDS)},
             "StringEquals": {"sts:SigningAlgorithm": "RS256"},
         },
     }

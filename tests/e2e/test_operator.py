@@ -1,7 +1,7 @@
 """The kopf operator end to end: real kube-apiserver, emulated regions, the local Lambda runner.
 
-The operator runs as a LOCAL PROCESS with the Deployment's command and arguments
-(`ddbbridge.kopf_app.entry.CONTAINER_COMMAND/ARGS`), pointed at the emulators through
+The operator runs as a LOCAL PROCESS with the rendered dev overlay Deployment's command and arguments
+(`ddbbridge_dev.local_operator`, which `make demo` uses too), pointed at the emulators through
 DDBBRIDGE_ENDPOINTS / DDBBRIDGE_PEER_ENDPOINTS, plus test-only knobs (short overlap, recheck and
 deletion timeout). One operator, one runner and one namespace serve the whole module; the tests run in
 file order and build on each other (the `users` pair from samples/pair.yaml lives until the last test).
@@ -29,8 +29,8 @@ import yaml
 from ddbbridge.aws import is_mutating
 from ddbbridge.crd import CRD_NAME
 from ddbbridge.ensure.table_claim import TAG_REPLICATED_BY
-from ddbbridge.kopf_app.entry import CONTAINER_ARGS, CONTAINER_COMMAND
 from ddbbridge.names import SideNames
+from ddbbridge_dev import local_operator
 from tests.fixtures.kube import KubeClusterAccess
 from tests.fixtures.regions import CN, SG, Regions
 from tests.fixtures.runner import RunnerProcess
@@ -57,18 +57,15 @@ def _free_port() -> int:
 
 
 def _deployment_argv(liveness_port: int, metrics_port: int) -> list[str]:
-    """The Deployment's command and args, with this machine's executable and free ports."""
-    script = Path(sys.executable).parent / CONTAINER_COMMAND[0]
-    args = list(CONTAINER_ARGS)
-    args[args.index("--liveness-port") + 1] = str(liveness_port)
-    args[args.index("--metrics-port") + 1] = str(metrics_port)
+    """The dev overlay's rendered Deployment command and args (as `make demo` runs them), with free
+    ports and this module's test-only knobs."""
+    container = local_operator.operator_container(local_operator.render(local_operator.DEV_OVERLAY))
     test_knobs = [
-        "--bind-address=127.0.0.1",
         f"--key-overlap-seconds={KEY_OVERLAP}",
         f"--stalled-recheck-seconds={STALLED_RECHECK}",
         f"--deletion-timeout-seconds={DELETION_TIMEOUT}",
     ]
-    return [str(script), *args, *test_knobs]
+    return local_operator.local_argv(container, liveness_port, metrics_port, extra=test_knobs)
 
 
 @dataclass

@@ -129,3 +129,17 @@ def test_flame_summary_inclusive_once_per_stack_and_leaves() -> None:
         "run (ddbbridge/x.py)": 0.6,  # two lines of one function on one stack count once
     }
     assert summary["leaves"][0] == ["loads (json/__init__.py)", 0.6]
+
+
+def test_pass_figures_from_the_sts_marker() -> None:
+    # 3 pairs, 2 intervals: 3 passes ran (one GetCallerIdentity per region each), 10 calls apiece.
+    calls = {
+        "cn-north-1": {"sts:GetCallerIdentity": 3, "sqs:GetQueueUrl": 12},
+        "ap-southeast-1": {"sts:GetCallerIdentity": 3, "iam:GetRole": 12},
+    }
+    figures = call_rates.pass_figures(calls, pairs=3, window_seconds=120, interval_seconds=60)
+    assert figures == {"passes": 3.0, "calls_per_pass": 10.0, "passes_per_pair_per_interval": 0.5}
+    assert (
+        call_rates.pass_figures({}, pairs=3, window_seconds=120, interval_seconds=60)["calls_per_pass"]
+        is None
+    )

@@ -55,3 +55,28 @@ def ready_series(samples: Iterable[tuple[float, int]], began: float) -> list[lis
 def time_to_count(series: Iterable[list[float]], target: int) -> float | None:
     """Seconds (from a `ready_series`) at which the count first reached `target`, or None."""
     return next((at for at, count in series if count >= target), None)
+
+
+# Every reconcile (the operator's create/update pass and each health pass) calls STS GetCallerIdentity
+# exactly once per region (ddbbridge.reconcile discovers both accounts first).
+PASS_MARKER = "sts:GetCallerIdentity"
+
+
+def pass_figures(
+    calls_by_region: Mapping[str, Mapping[str, int]],
+    *,
+    pairs: int,
+    window_seconds: float,
+    interval_seconds: float,
+) -> dict[str, float | None]:
+    """How many health passes ran in the window (from the STS marker), the AWS calls one pass costs,
+    and the passes per pair per interval actually achieved (1.0 when the operator keeps up)."""
+    regions = len(calls_by_region) or 1
+    passes = sum(calls.get(PASS_MARKER, 0) for calls in calls_by_region.values()) / regions
+    total = sum(sum(calls.values()) for calls in calls_by_region.values())
+    intervals = window_seconds / interval_seconds
+    return {
+        "passes": round(passes, 1),
+        "calls_per_pass": round(total / passes, 1) if passes else None,
+        "passes_per_pair_per_interval": round(passes / pairs / intervals, 3) if pairs and intervals else None,
+    }

@@ -330,6 +330,12 @@ def measure(settings: ScaleSettings, dev_dir: Path, out_dir: Path) -> dict[str, 
             "calls_per_interval_per_pair": rates,
             "calls_per_interval_per_pair_by_service": call_rates.by_service(rates),
             "calls_per_interval_per_pair_total": round(sum(rates.values()), 2),
+            "health_passes": call_rates.pass_figures(
+                served,
+                pairs=settings.pairs,
+                window_seconds=window_measured,
+                interval_seconds=settings.health_interval,
+            ),
             "operator_cpu_s": {
                 "to_ready": cpu_at_ready,
                 "window": round(cpu_after - cpu_at_ready, 2),
@@ -401,6 +407,13 @@ def run_scale(settings: ScaleSettings, out_dir: Path) -> dict[str, Any]:
 def render_markdown(document: dict[str, Any]) -> str:
     settings, machine = document["settings"], document["machine"]
     rss = document.get("rss", {})
+    window = document.get("window", {})
+    passes = call_rates.pass_figures(
+        document.get("calls_in_window", {}),
+        pairs=settings["pairs"],
+        window_seconds=window.get("seconds") or 1.0,
+        interval_seconds=settings["health_interval"],
+    )
     lines = [
         f"## Operator scale: {settings['pairs']} pairs",
         "",
@@ -419,11 +432,15 @@ def render_markdown(document: dict[str, Any]) -> str:
         f"| operator CPU per pair per health interval | "
         f"{document.get('operator_cpu_s', {}).get('window_per_pair_per_interval')} s |",
         f"| AWS calls per health interval per pair | {document.get('calls_per_interval_per_pair_total')} |",
+        f"| health passes in the window (one STS call per region each) | {passes['passes']} |",
+        f"| AWS calls per health pass of one pair | {passes['calls_per_pass']} |",
+        f"| health passes per pair per interval achieved (1.0 = keeping up) | "
+        f"{passes['passes_per_pair_per_interval']} |",
         f"| reconcile errors until Ready / in window | {document.get('reconcile_errors', {}).get('to_ready')}"
         f" / {document.get('reconcile_errors', {}).get('in_window')} |",
         f"| Ready count lowest during the window | {document.get('ready_lowest_during_window')} |",
         "",
-        "AWS calls per health interval per pair, by API (window "
+        "AWS calls per health interval per pair, by API, as achieved (window "
         f"{document.get('window', {}).get('seconds')} s = "
         f"{document.get('window', {}).get('health_intervals')} intervals):",
         "",

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import botocore.config
+import botocore.session
 
 from ddbbridge.spec import RegionSpec
 
@@ -121,14 +122,16 @@ class ClientPool:
     A fresh boto3 session parses every service model again: about 0.4 s of CPU for the seven
     services of a reconcile (measured here), and the operator used to make one per pass and pair,
     which dominated its health checks' CPU and its memory at 100 pairs (docs/bench/profiling.md).
-    Clients are thread-safe; sessions are not, so creation runs under the pool's lock. Bounded (LRU)
-    so rotated credentials do not pile up clients.
+    Clients are thread-safe; sessions are not, so creation runs under the pool's lock. One session
+    per identity serves every region, and all sessions share one botocore loader (the parsed models:
+    about 25 MiB per session otherwise). Bounded (LRU) so rotated credentials do not pile up clients.
     """
 
     def __init__(self, limit: int = 64) -> None:
         self.limit = limit
         self._clients: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._sessions: OrderedDict[tuple[Any, ...], boto3.session.Session] = OrderedDict()
+        self._loader: Any = None  # botocore's data loader, shared by every session of the pool
         self._lock = threading.Lock()
 
     def client(
@@ -174,23 +177,30 @@ class ClientPool:
         profile: str | None,
         credentials: dict[str, str] | None,
     ) -> boto3.session.Session:
-        key = (*identity, region)
-        session = self._sessions.get(key)
+        session = self._sessions.get(identity)
         if session is None:
+            core = botocore.session.get_session()
+            if self._loader is None:
+                self._loader = core.get_component("data_loader")
+            else:
+                core.register_component("data_loader", self._loader)
             if credentials:
                 session = boto3.session.Session(
                     aws_access_key_id=credentials["aws_access_key_id"],
                     aws_secret_access_key=credentials["aws_secret_access_key"],
                     aws_session_token=credentials.get("aws_session_token"),
                     region_name=region,
+                    botocore_session=core,
                 )
             elif profile:
-                session = boto3.session.Session(profile_name=profile, region_name=region)
+                session = boto3.session.Session(
+                    profile_name=profile, region_name=region, botocore_session=core
+                )
             else:
-                session = boto3.session.Session(region_name=region)
-            self._sessions[key] = session
+                session = boto3.session.Session(region_name=region, botocore_session=core)
+            self._sessions[identity] = session
             _evict(self._sessions, self.limit)
-        self._sessions.move_to_end(key)
+        self._sessions.move_to_end(identity)
         return session
 
     def clear(self) -> None:

@@ -81,3 +81,23 @@ def test_pool_is_bounded(keys: None) -> None:
     session(pool, CallCounter()).client("sts")
     session(pool, CallCounter()).client("kinesis")
     assert session(pool, CallCounter()).client("sqs")._client is not first  # evicted, made again
+
+
+def test_one_session_per_identity_and_one_loader_for_all(keys: None) -> None:
+    """A second boto3 session would parse every service model again (~25 MiB here)."""
+    pool = ClientPool()
+    cn = RegionSession("cn-north-1", ENDPOINT, CallCounter(), pool=pool).client("sqs")
+    sg = RegionSession("ap-southeast-1", "http://127.0.0.1:10", CallCounter(), pool=pool).client("sqs")
+    keyed = RegionSession(
+        "cn-north-1",
+        ENDPOINT,
+        CallCounter(),
+        credentials={"aws_access_key_id": "AKID", "aws_secret_access_key": "s"},
+        pool=pool,
+    ).client("sqs")
+    assert cn._client.meta.region_name == "cn-north-1" and sg._client.meta.region_name == "ap-southeast-1"
+    sessions = list(pool._sessions.values())
+    assert len(sessions) == 2  # the default chain (both regions) and the keyed identity
+    loaders = {id(s._session.get_component("data_loader")) for s in sessions}
+    assert len(loaders) == 1
+    assert keyed._client._request_signer._credentials.access_key == "AKID"

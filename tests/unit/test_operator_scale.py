@@ -143,3 +143,25 @@ def test_pass_figures_from_the_sts_marker() -> None:
         call_rates.pass_figures({}, pairs=3, window_seconds=120, interval_seconds=60)["calls_per_pass"]
         is None
     )
+
+
+def test_markdown_shows_passes_errors_and_apis() -> None:
+    from ddbbridge_dev.bench.operator_scale import render_markdown  # noqa: PLC0415
+
+    document = {
+        "settings": {"pairs": 2, "health_interval": 60, "runner": False},
+        "machine": {"nproc": 2, "cpu_model": "cpu", "load_average_at_start": [1, 1, 1], "started_utc": "t"},
+        "time_to_ready_s": 30.0,
+        "rss": {"peak_mib": 100.0, "idle_before_pairs_mib": 70.0},
+        "window": {"seconds": 120.0, "health_intervals": 2.0},
+        "calls_in_window": {"cn-north-1": {"sts:GetCallerIdentity": 4, "sqs:GetQueueUrl": 8}},
+        "calls_per_interval_per_pair": {"sqs:GetQueueUrl": 2.0, "sts:GetCallerIdentity": 1.0},
+        "reconcile_errors": {"to_ready": {"transient": 2.0}, "in_window": {}},
+        "ready_series": [[0.0, 0], [30.0, 2]],
+    }
+    text = render_markdown(document)
+    assert "| AWS calls per health pass of one pair | 3.0 |" in text
+    assert "| health passes per pair per interval achieved (1.0 = keeping up) | 1.0 |" in text
+    assert "| reconcile errors until Ready / in window | 2 (transient 2) / 0 |" in text
+    assert text.index("sqs:GetQueueUrl") < text.index("sts:GetCallerIdentity")  # most calls first
+    assert "30s:2" in text

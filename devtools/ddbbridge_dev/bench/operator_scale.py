@@ -408,6 +408,7 @@ def render_markdown(document: dict[str, Any]) -> str:
     settings, machine = document["settings"], document["machine"]
     rss = document.get("rss", {})
     window = document.get("window", {})
+    errors = document.get("reconcile_errors", {})
     passes = call_rates.pass_figures(
         document.get("calls_in_window", {}),
         pairs=settings["pairs"],
@@ -436,8 +437,8 @@ def render_markdown(document: dict[str, Any]) -> str:
         f"| AWS calls per health pass of one pair | {passes['calls_per_pass']} |",
         f"| health passes per pair per interval achieved (1.0 = keeping up) | "
         f"{passes['passes_per_pair_per_interval']} |",
-        f"| reconcile errors until Ready / in window | {document.get('reconcile_errors', {}).get('to_ready')}"
-        f" / {document.get('reconcile_errors', {}).get('in_window')} |",
+        f"| reconcile errors until Ready / in window | {_errors(errors.get('to_ready'))}"
+        f" / {_errors(errors.get('in_window'))} |",
         f"| Ready count lowest during the window | {document.get('ready_lowest_during_window')} |",
         "",
         "AWS calls per health interval per pair, by API, as achieved (window "
@@ -452,6 +453,16 @@ def render_markdown(document: dict[str, Any]) -> str:
     lines += ["", "Ready count over time (s since the apply, count): "
               + ", ".join(f"{at:g}s:{n}" for at, n in document.get("ready_series", []))]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _errors(by_kind: dict[str, float] | None) -> str:
+    """Failed passes by kind from the metrics counter ("n/a" when the metrics page did not answer)."""
+    if by_kind is None:
+        return "n/a"
+    total = sum(by_kind.values())
+    return f"{total:g}" + (
+        f" ({', '.join(f'{k} {v:g}' for k, v in sorted(by_kind.items()))})" if total else ""
+    )
 
 
 def write_outputs(document: dict[str, Any], out: Path, publish: bool) -> list[Path]:

@@ -227,7 +227,7 @@ class Demo:
                 "--unstamped-ratio", "0.1", "--workers", "4", "-o", "json",
                 *(["--rate", f"{rate:g}"] if rate else []),
             )  # fmt: skip
-            output = self.while_running(argv, DEMO_HEALTH_INTERVAL, lambda: self.show_pairs(headers=False))
+            output = self.while_running(argv, DEMO_HEALTH_INTERVAL / 2, self.show_if_changed)
             if self.last_exit != 0:
                 raise DemoError(f"ddbbridge load exited {self.last_exit}")
             loaded: dict[str, Any] = json.loads(output)

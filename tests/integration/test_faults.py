@@ -56,6 +56,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_regions")]
 APPLIER_BATCH = 100  # applierBatchSize of the pair (manifest_text's default)
 CUT_SECONDS = 30.0
 SKEW_SECONDS = 5.0
+RETRY_ATTEMPTS = 10000
 
 
 @dataclass
@@ -78,7 +79,12 @@ def deployment(
         # The senders reach the peer through the proxy, so the WAN can be cut under them.
         patch.setenv("DDBBRIDGE_PEER_ENDPOINTS", ",".join(f"{n}={u}" for n, u in wan.endpoints.items()))
         patch.delenv("AWS_PROFILE", raising=False)
-        pair = create_pair(fresh_regions, folder, "fa", (("pk", "S"),))
+        # maximumRetryAttempts well above the default (10): with the default, a sender batch that
+        # fails fast during a WAN cut of ~30-40 s exhausts its retries and goes to the on-failure
+        # queue (metadata only), i.e. the change is lost until `dlq redrive` (seen here; reported).
+        pair = create_pair(
+            fresh_regions, folder, "fa", (("pk", "S"),), {"maximumRetryAttempts": RETRY_ATTEMPTS}
+        )
         run = ddbbridge("reconcile", "-f", str(pair.path))
         assert run.code == 0, run.out + run.err
         runner.start()
@@ -258,18 +264,28 @@ def stamp_of(pair: Pair, item: dict[str, Any] | None) -> tuple[Decimal, str] | N
     return Decimal(item[pair.timestamp_attribute]["N"]), item[pair.origin_attribute]["S"]
 
 
-def unstamped_write(pair: Pair, side: str, key: str, content: str) -> tuple[float, Decimal]:
-    """Write without a stamp and wait for the sender to stamp it; (real time written, stamp)."""
+def unstamped_put(pair: Pair, side: str, key: str, content: str) -> float:
+    """Write without a stamp (the sender stamps it with its own clock); returns the real time."""
     written = time.time()
     pair.client(side, "dynamodb").put_item(
         TableName=pair.tables[side], Item={"pk": {"S": key}, "content": {"S": content}}
     )
+    return written
+
+
+def stamp_written(pair: Pair, side: str, key: str) -> Decimal:
+    """Wait for the side's sender to stamp `key` there; the stamp's timestamp."""
 
     def stamped() -> Decimal | None:
         found = stamp_of(pair, pair.get(side, {"pk": {"S": key}}))
         return found[0] if found else None
 
-    return written, wait_for(stamped, 60, f"{side}'s sender to stamp {key}")
+    return wait_for(stamped, 60, f"{side}'s sender to stamp {key}")
+
+
+def unstamped_write(pair: Pair, side: str, key: str, content: str) -> tuple[float, Decimal]:
+    written = unstamped_put(pair, side, key, content)
+    return written, stamp_written(pair, side, key)
 
 
 def test_clock_skew_the_region_whose_clock_runs_ahead_wins_within_the_skew(
@@ -294,11 +310,17 @@ def test_clock_skew_the_region_whose_clock_runs_ahead_wins_within_the_skew(
         wait_for(lambda: offset("cn") >= SKEW_SECONDS - 0.5, 60, "cn's stamps to run 5 s ahead")
         wait_for(lambda: offset("sg") < 0, 60, "sg's stamps to run behind real time")
 
+        # The probes crossed before the cut: only the conflicting writes below wait for the WAN.
+        verify_equal(pair)
         wan.cut()
         try:
-            cn_written, cn_window = unstamped_write(pair, "cn", "skew-window", "cn")
-            _, cn_beyond = unstamped_write(pair, "cn", "skew-beyond", "cn")
-            sg_written, sg_window = unstamped_write(pair, "sg", "skew-window", "sg")
+            # Back to back, so both senders stamp them well within the 10 s between the clocks.
+            cn_written = unstamped_put(pair, "cn", "skew-window", "cn")
+            unstamped_put(pair, "cn", "skew-beyond", "cn")
+            sg_written = unstamped_put(pair, "sg", "skew-window", "sg")
+            cn_window = stamp_written(pair, "cn", "skew-window")
+            cn_beyond = stamp_written(pair, "cn", "skew-beyond")
+            sg_window = stamp_written(pair, "sg", "skew-window")
             assert sg_written > cn_written and sg_window < cn_window, "later in real time, lower stamp"
             wait_for(
                 lambda: Decimal(repr(time.time() - SKEW_SECONDS)) > cn_beyond + 1, 60, "sg's clock to pass"

@@ -165,3 +165,17 @@ def test_markdown_shows_passes_errors_and_apis() -> None:
     assert "| reconcile errors until Ready / in window | 2 (transient 2) / 0 |" in text
     assert text.index("sqs:GetQueueUrl") < text.index("sts:GetCallerIdentity")  # most calls first
     assert "30s:2" in text
+
+
+def test_handler_cpu_per_thousand_records_by_role() -> None:
+    from ddbbridge_dev.bench.handler_profile import per_thousand  # noqa: PLC0415
+
+    cpu = {
+        "worker:ddbbridge-run-cn-sender": 1.5,
+        "worker:ddbbridge-run-sg-sender": 0.5,
+        "worker:ddbbridge-run-sg-applier": 3.0,
+        "runner": 9.0,
+        "emulator:cn-north-1": 50.0,
+    }
+    assert per_thousand(cpu, {"sender": 4000, "applier": 4000}) == {"sender": 0.5, "applier": 0.75}
+    assert per_thousand(cpu, {"sender": 0, "applier": 0}) == {"sender": None, "applier": None}

@@ -189,7 +189,12 @@ class ReplicationSettings(SpecModel):
         default=0, ge=0, le=300, description="MaximumBatchingWindowInSeconds of both mappings."
     )
     maximum_retry_attempts: int = Field(
-        default=10, ge=0, le=10000, description="Retries of a failing batch before it is dead-lettered."
+        default=-1,
+        ge=-1,
+        le=10000,
+        description="Retries of a failing batch before its position goes to the on-failure queue; "
+        "-1 retries until the records expire. Only transient errors fail a batch (the handlers "
+        "dead-letter poison records themselves), so a finite limit can drop changes during an outage.",
     )
     maximum_record_age_seconds: int = Field(
         default=-1,

@@ -56,7 +56,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("fresh_regions")]
 APPLIER_BATCH = 100  # applierBatchSize of the pair (manifest_text's default)
 CUT_SECONDS = 30.0
 SKEW_SECONDS = 5.0
-RETRY_ATTEMPTS = 10000
 
 
 @dataclass
@@ -79,12 +78,10 @@ def deployment(
         # The senders reach the peer through the proxy, so the WAN can be cut under them.
         patch.setenv("DDBBRIDGE_PEER_ENDPOINTS", ",".join(f"{n}={u}" for n, u in wan.endpoints.items()))
         patch.delenv("AWS_PROFILE", raising=False)
-        # maximumRetryAttempts well above the default (10): with the default, a sender batch that
-        # fails fast during a WAN cut of ~30-40 s exhausts its retries and goes to the on-failure
-        # queue (metadata only), i.e. the change is lost until `dlq redrive` (seen here; reported).
-        pair = create_pair(
-            fresh_regions, folder, "fa", (("pk", "S"),), {"maximumRetryAttempts": RETRY_ATTEMPTS}
-        )
+        # The default maximumRetryAttempts (-1: until the records expire) is what is tested: a
+        # finite limit (it was 10) let a sender batch failing fast during a ~40 s WAN cut exhaust
+        # its retries and go to the on-failure queue (metadata only), losing the change.
+        pair = create_pair(fresh_regions, folder, "fa", (("pk", "S"),), {})
         run = ddbbridge("reconcile", "-f", str(pair.path))
         assert run.code == 0, run.out + run.err
         runner.start()

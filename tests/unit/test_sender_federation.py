@@ -77,7 +77,9 @@ class Clients:
             {"Audience": ["ddbbridge.io"], "DurationSeconds": 300, "SigningAlgorithm": "RS256"},
         )
 
-    def expect_exchange(self, token: str = "header.claims.signature", key: str = "ASIAPEER000000000001") -> None:
+    def expect_exchange(
+        self, token: str = "header.claims.signature", key: str = "ASIAPEER000000000001"
+    ) -> None:
         self.peer_stub.add_response(
             "assume_role_with_web_identity",
             {

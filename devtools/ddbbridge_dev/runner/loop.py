@@ -20,6 +20,7 @@ from ddbbridge_dev.runner.destinations import send_to_queue
 from ddbbridge_dev.runner.mappings import MappingSpec, discover
 from ddbbridge_dev.runner.options import RunnerOptions, endpoints_from_state, read_faults
 from ddbbridge_dev.runner.policy import InvocationResult
+from ddbbridge_dev.runner.poll_budget import IdlePollBudget
 from ddbbridge_dev.runner.role_credentials import DUMMY_CREDENTIALS
 from ddbbridge_dev.runner.shard import ShardProcessor
 from ddbbridge_dev.runner.sources import DynamoStreamSource, KinesisSource, Position, ShardInfo, StreamSource
@@ -121,6 +122,7 @@ class MappingSupervisor:
             options=self.runner.options,
             invoke=self._invoke,
             deliver_failure=self.runner.deliver_failure,
+            idle_budget=self.runner.idle_budget,
         )
         self.processors[shard.shard_id] = processor
         processor.start()
@@ -171,6 +173,7 @@ class Runner:
         self._clients: dict[str, RegionClients] = {}
         self._skew: dict[str, float] = dict(options.clock_skew)
         self._stop = threading.Event()
+        self.idle_budget = IdlePollBudget(options.idle_polls_per_second)
 
     # -- services for supervisors and processors -----------------------------------------------
     def skew(self, region: str) -> float:

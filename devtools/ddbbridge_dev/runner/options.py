@@ -17,6 +17,7 @@ class RunnerOptions:
     dynamodb_poll: float = 0.25  # Lambda polls DynamoDB stream shards 4 times a second
     kinesis_poll: float = 1.0  # and Kinesis shards once a second
     idle_poll_ceiling: float = 1.0  # lazy backoff on empty shards stops here
+    idle_polls_per_second: float = 40.0  # all idle shards together (poll_budget.py)
     relist_interval: float = 10.0  # ListEventSourceMappings + ListFunctions per region
     shard_refresh: float = 30.0  # shard listing per mapping
     retry_base: float = 0.5
@@ -43,6 +44,7 @@ class RunnerOptions:
             dynamodb_poll=0.05,
             kinesis_poll=0.05,
             idle_poll_ceiling=0.2,
+            idle_polls_per_second=200.0,
             relist_interval=0.5,
             shard_refresh=2.0,
             retry_base=0.05,

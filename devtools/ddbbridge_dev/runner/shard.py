@@ -36,6 +36,7 @@ from ddbbridge_dev.runner.policy import (
     split_expired,
     take_batch,
 )
+from ddbbridge_dev.runner.poll_budget import IdlePollBudget
 from ddbbridge_dev.runner.progress import ShardProgress
 from ddbbridge_dev.runner.sources import Position, ShardInfo, StreamSource
 from ddbbridge_dev.runner.wire import WireError
@@ -71,6 +72,7 @@ class ShardProcessor:
         options: RunnerOptions,
         invoke: Invoke,
         deliver_failure: Deliver,
+        idle_budget: IdlePollBudget | None = None,
     ) -> None:
         self.spec = spec
         self.shard = shard
@@ -99,6 +101,7 @@ class ShardProcessor:
         base = options.dynamodb_poll if source.kind == "dynamodb" else options.kinesis_poll
         self._poll_interval = base
         self._idle_ceiling = max(base, options.idle_poll_ceiling)
+        self._idle_budget = idle_budget
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,6 +121,15 @@ class ShardProcessor:
 
     # -- the shard loop ------------------------------------------------------------------------
     def _run(self) -> None:
+        if self._idle_budget is not None:
+            self._idle_budget.join()
+        try:
+            self._poll_until_stopped()
+        finally:
+            if self._idle_budget is not None:
+                self._idle_budget.leave()
+
+    def _poll_until_stopped(self) -> None:
         iterator: str | None = None
         iterator_born = 0.0
         next_poll = 0.0
@@ -166,7 +178,10 @@ class ShardProcessor:
         # Lambda's base rate while records flow; stretch gradually on a quiet shard.
         if empty_polls <= 20:
             return self._poll_interval
-        return float(min(self._idle_ceiling, self._poll_interval * 1.1 ** (empty_polls - 20)))
+        ceiling = self._idle_ceiling
+        if self._idle_budget is not None:
+            ceiling = self._idle_budget.ceiling(ceiling)
+        return float(min(ceiling, self._poll_interval * 1.1 ** (empty_polls - 20)))
 
     def _wait_time(self, next_poll: float, drained: bool, room: int) -> float:
         now = time.monotonic()

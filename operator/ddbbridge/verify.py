@@ -39,6 +39,8 @@ from ddbbridge.comparison import (
     key_of,
     plain_key,
 )
+from ddbbridge.errors import describe as describe_error
+from ddbbridge.errors import is_terminal
 from ddbbridge.keyschema import key_schema_of
 from ddbbridge.progress import ProgressBar
 from ddbbridge.repair import repair_divergence
@@ -319,7 +321,17 @@ def wait_until_converged(
     attempt = 0
     while True:
         attempt += 1
-        report = verify_pair(manifest, sides=sides, **options)
+        try:
+            report = verify_pair(manifest, sides=sides, **options)
+        except (BotoCoreError, ClientError) as error:
+            # A timeout or throttled scan on a busy region is no answer: try again until the
+            # deadline. Anything terminal (no table, no permission) is raised at once.
+            if is_terminal(error) or time.monotonic() + interval > deadline:
+                raise
+            if echo:
+                print(f"verify attempt {attempt} failed, retrying: {describe_error(error)}", file=sys.stderr)
+            time.sleep(interval)
+            continue
         if report.converged or time.monotonic() + interval > deadline:
             return report
         if echo:

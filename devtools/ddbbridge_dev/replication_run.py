@@ -6,7 +6,8 @@ A measurement, not a test (figures are printed, never asserted). One run:
 2. creates a hash-only user table per region, writes a pair manifest and runs `reconcile`;
 3. loads both regions at once (`ddbbridge load` machinery, shared-key share as given) while sampling
    each applier's `replicated_count` item in the stats tables;
-4. after the load stops, waits until `verify` finds the tables equal;
+4. after the load stops, waits until the appliers' counters stop moving (drained), then until
+   `verify` finds the tables equal;
 5. prints the figures (text, or JSON with -o json) and stops everything it started.
 
 Direction cn->sg is measured in sg's stats table (its applier) and the other way round.
@@ -41,6 +42,7 @@ from ddbbridge_dev import environment
 PAIR = "run"
 SIDES = {"cn": "cn-north-1", "sg": "ap-southeast-1"}
 SAMPLE_SECONDS = 0.5
+QUIET_SECONDS = 10.0  # no applier progress for this long = drained
 
 
 @dataclass
@@ -73,6 +75,20 @@ class Direction:
             "last_batch_after_load_stop_s": round(last - load_stopped, 2) if last else None,
             "busy_samples": len(moving),
         }
+
+
+def wait_until_quiet(directions: dict[str, Direction], quiet_seconds: float, deadline: float) -> None:
+    """Until no direction's received count has moved for `quiet_seconds` (or the deadline)."""
+    last_counts: tuple[int, ...] | None = None
+    last_change = time.monotonic()
+    while time.monotonic() < deadline:
+        counts = tuple(d.samples[-1][1] if d.samples else 0 for d in directions.values())
+        now = time.monotonic()
+        if counts != last_counts:
+            last_counts, last_change = counts, now
+        elif now - last_change >= quiet_seconds:
+            return
+        time.sleep(SAMPLE_SECONDS)
 
 
 def stats_reader(side: str, endpoint: str) -> Any:
@@ -171,7 +187,13 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     load_started = time.time()
     results = load_pair(manifest, list(manifest.spec.regions), options)
     load_stopped = time.time()
-    report = wait_until_converged(manifest, args.drain_timeout, interval=1.0, echo=False, progress=False)
+    # Drained = the appliers' counters stopped moving. Only then one verify: scanning both tables
+    # while the pipeline drains would compete with it for the emulators' single DynamoDB lock.
+    deadline = time.monotonic() + args.drain_timeout
+    wait_until_quiet(directions, QUIET_SECONDS, deadline)
+    report = wait_until_converged(
+        manifest, max(1.0, deadline - time.monotonic()), interval=5.0, echo=False, progress=False
+    )
     equal_at = time.time()
     time.sleep(2 * SAMPLE_SECONDS)
     stop.set()

@@ -332,11 +332,14 @@ def wait_until_converged(
                 print(f"verify attempt {attempt} failed, retrying: {describe_error(error)}", file=sys.stderr)
             time.sleep(interval)
             continue
-        if report.converged or time.monotonic() + interval > deadline:
+        # Pause at least twice as long as the scan took: a table still draining needs its read
+        # capacity (and an emulator its lock) for the replication more than for the check.
+        pause = max(interval, 2 * report.elapsed)
+        if report.converged or time.monotonic() + pause > deadline:
             return report
         if echo:
             print(f"verify attempt {attempt}: {report.summary_line()}", file=sys.stderr)
-        time.sleep(interval)
+        time.sleep(pause)
 
 
 def report_document(report: VerifyReport) -> dict[str, Any]:

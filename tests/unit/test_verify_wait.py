@@ -32,7 +32,7 @@ def scripted(outcomes: list[Any]) -> Any:
 
 
 def converged() -> Any:
-    return SimpleNamespace(converged=True, summary_line=lambda: "equal")
+    return SimpleNamespace(converged=True, elapsed=0.0, summary_line=lambda: "equal")
 
 
 def test_a_read_timeout_is_retried_until_the_tables_are_compared(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -225,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _warm_up(args.region)
 
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    # Stopping must not wait for requests still queued on the emulator's locks (a long Scan under
+    # load): server_close() would otherwise join every request thread.
+    server.daemon_threads = True  # type: ignore[attr-defined]
+    server.block_on_close = False  # type: ignore[attr-defined]
 
     def stop(signum: int, _frame: Any) -> None:
         raise SystemExit(0)

@@ -118,7 +118,11 @@ def test_server_fills_omitted_blocks(kube_cluster: KubeClusterAccess, namespace:
     stored = _get(kube_cluster, namespace, document["metadata"]["name"])["spec"]
     assert stored["replication"]["timestampUnit"] == "seconds"
     assert stored["replication"]["senderBatchSize"] == 500
-    assert stored["credentials"] == {"mode": "accessKey", "rotationDays": 30}
+    assert stored["credentials"] == {
+        "mode": "accessKey",
+        "rotationDays": 30,
+        "enableOutboundFederation": False,
+    }
     assert stored["deletionPolicy"] == "Delete"
     assert stored["paused"] is False
 

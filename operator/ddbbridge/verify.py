@@ -48,6 +48,10 @@ from ddbbridge.spec import PairManifest, RegionSpec, SpecError, load_manifest
 from ddbbridge_lambdas.config import KeyAttribute
 
 DEFAULT_SEGMENTS = 4
+# Items per Scan page. A full 1 MB page of a table still draining is one long request: on an
+# emulator with one DynamoDB lock it stalled replication for minutes (and timed-out pages were
+# retried as new scans). Short pages interleave with the replication's own writes.
+SCAN_PAGE_ITEMS = 200
 DEFAULT_EXAMPLES = 3
 DEFAULT_WAIT_INTERVAL = 2.0
 
@@ -264,6 +268,7 @@ def scan_segment(
         "ConsistentRead": True,
         "Segment": segment,
         "TotalSegments": total_segments,
+        "Limit": SCAN_PAGE_ITEMS,
     }
     while True:
         page = side.dynamodb.scan(**request)

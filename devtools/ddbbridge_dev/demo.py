@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
     parser.add_argument("-f", "--pair", default="samples/pair.yaml")
     parser.add_argument("--rtt-ms", type=float, default=150.0)
-    parser.add_argument("--count", type=int, default=1000, help="writes per region (default %(default)s)")
+    parser.add_argument("--count", type=int, default=400, help="writes per region (default %(default)s)")
     parser.add_argument(
         "--rate", type=float, default=50.0, help="writes/s per region, 0 = unlimited (default %(default)s)"
     )

@@ -510,6 +510,12 @@ def causality_violations(
     return found
 
 
+def stamped(pair: Any, skew: float, side: str) -> dict[str, Any]:
+    """The pair's two stamp attributes as an application would write them, `skew` seconds off."""
+    now = format_timestamp(clock_stamp(time.time() + skew, "seconds"))
+    return {pair.timestamp_attribute: {"N": now}, pair.origin_attribute: {"S": side}}
+
+
 def test_a_peer_version_applied_over_an_unsent_local_write_does_not_come_back_after_its_delete(
     harnesses: dict[str, Harness],
 ) -> None:
@@ -522,15 +528,13 @@ def test_a_peer_version_applied_over_an_unsent_local_write_does_not_come_back_af
     harness.log = ["explicit: applied peer version over an unsent local write"]
     pair = harness.pair
     key = {"tenant": {"S": "explicit"}, "seq": {"N": "1"}}
-    ts, origin = pair.timestamp_attribute, pair.origin_attribute
     cn, sg = pair.client("cn", "dynamodb"), pair.client("sg", "dynamodb")
 
-    def stamped(skew: float, side: str) -> dict[str, Any]:
-        return {ts: {"N": format_timestamp(clock_stamp(time.time() + skew, "seconds"))}, origin: {"S": side}}
-
-    cn.put_item(TableName=pair.tables["cn"], Item={**key, "w": {"S": "P"}, **stamped(0, "cn")})
+    cn.put_item(TableName=pair.tables["cn"], Item={**key, "w": {"S": "P"}, **stamped(pair, 0, "cn")})
     harness.drain_side("cn", sender_only=True)  # P is on its way to sg
-    sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "H"}, **stamped(SKEW_SECONDS, "sg")})
+    sg.put_item(
+        TableName=pair.tables["sg"], Item={**key, "w": {"S": "H"}, **stamped(pair, SKEW_SECONDS, "sg")}
+    )
     sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "U"}})
     harness.drain_side("sg", applier_only=True)  # P arrives before sg's sender saw H or U
     assert pair.get("sg", key)["w"]["S"] == "U"  # type: ignore[index]
@@ -552,16 +556,12 @@ def test_an_application_write_naming_the_peer_after_a_local_delete_survives(
     harness.log = ["explicit: application write naming the peer after a local delete"]
     pair = harness.pair
     key = {"tenant": {"S": "explicit"}, "seq": {"N": "2"}}
-    ts, origin = pair.timestamp_attribute, pair.origin_attribute
     sg = pair.client("sg", "dynamodb")
 
-    def stamped(skew: float, side: str) -> dict[str, Any]:
-        return {ts: {"N": format_timestamp(clock_stamp(time.time() + skew, "seconds"))}, origin: {"S": side}}
-
-    sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "X"}, **stamped(0, "sg")})
+    sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "X"}, **stamped(pair, 0, "sg")})
     harness.drain()
     sg.delete_item(TableName=pair.tables["sg"], Key=key)
-    sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "Y"}, **stamped(-1, "cn")})
+    sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "Y"}, **stamped(pair, -1, "cn")})
     harness.drain()
 
     final = {side: pair.get(side, key) for side in SIDES}
@@ -581,16 +581,16 @@ def test_a_peer_version_put_over_a_pending_first_write_is_written_back_not_relab
     harness.log = ["explicit: peer version over a pending first write of a key"]
     pair = harness.pair
     key = {"tenant": {"S": "explicit"}, "seq": {"N": "3"}}
-    ts, origin = pair.timestamp_attribute, pair.origin_attribute
     cn, sg = pair.client("cn", "dynamodb"), pair.client("sg", "dynamodb")
 
-    def stamped(skew: float, side: str) -> dict[str, Any]:
-        return {ts: {"N": format_timestamp(clock_stamp(time.time() + skew, "seconds"))}, origin: {"S": side}}
-
-    cn.put_item(TableName=pair.tables["cn"], Item={**key, "w": {"S": "P"}, **stamped(0, "cn")})
+    cn.put_item(TableName=pair.tables["cn"], Item={**key, "w": {"S": "P"}, **stamped(pair, 0, "cn")})
     harness.drain_side("cn", sender_only=True)  # P is on its way to sg
-    sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "H"}, **stamped(SKEW_SECONDS, "sg")})
-    sg.put_item(TableName=pair.tables["sg"], Item={**key, "w": {"S": "L"}, **stamped(-SKEW_SECONDS, "sg")})
+    sg.put_item(
+        TableName=pair.tables["sg"], Item={**key, "w": {"S": "H"}, **stamped(pair, SKEW_SECONDS, "sg")}
+    )
+    sg.put_item(
+        TableName=pair.tables["sg"], Item={**key, "w": {"S": "L"}, **stamped(pair, -SKEW_SECONDS, "sg")}
+    )
     harness.drain_side("sg", applier_only=True)  # P arrives before sg's sender saw H or L
     assert pair.get("sg", key)["w"]["S"] == "P"  # type: ignore[index]
     cn.delete_item(TableName=pair.tables["cn"], Key=key)

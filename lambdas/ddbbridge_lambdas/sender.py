@@ -586,7 +586,9 @@ def _build() -> Sender:
             config.peer_secret_key_parameter,
             config.credentials_ttl_seconds,
         )
-    peer = PeerKinesis(config, boto3.session.Session().client, credentials)
+    # The local session's client factory: a second boto3 session would parse the models again
+    # (+0.13 s CPU and +8 MiB per cold start, docs/bench/profiling.md).
+    peer = PeerKinesis(config, session.client, credentials)
     return Sender(config, dynamodb, sqs, peer)
 
 

@@ -6,7 +6,7 @@ With `--port 0` the OS picks a free port (no race with other processes); the bou
 `--ready-file` once the server listens. Extra routes (the contract between helpers):
   GET    /_ddbbridge/health                          {"region", "pid", "moto", "patches"}
   GET    /_ddbbridge/lambda/functions/<name>/code    the deployed zip ($LATEST or ?qualifier=)
-  GET    /_ddbbridge/requests[?since=SEQ]            [{"seq", "service", "operation", "fault"}]
+  GET    /_ddbbridge/requests[?since=SEQ]            [{"seq", "service", "operation", "fault", "table"}]
   DELETE /_ddbbridge/requests                        clear the request log
   POST   /_ddbbridge/faults                          {"service","operation","error","status","count",
                                                       "delay_ms","after","contains"} (see faults.py)
@@ -42,7 +42,7 @@ from werkzeug.serving import make_server
 
 from ddbbridge_dev import execution_role, federation, moto_patches, state
 from ddbbridge_dev.faults import Fault, FaultBook, FaultSpecError, render, request_protocol
-from ddbbridge_dev.request_log import DEFAULT_LIMIT, RequestLog, identify
+from ddbbridge_dev.request_log import DEFAULT_LIMIT, RequestLog, identify, names_table, table_of
 
 LOG = logging.getLogger("ddbbridge_dev.launcher")
 # Services the product and tests use: their backends are built at start so the first call is not slow.
@@ -73,11 +73,12 @@ class BridgeApp:
             return self.moto_app(environ, start_response)  # type: ignore[no-any-return]
         body = _buffer_form_body(environ)
         service, operation = identify(environ, body)
-        if not body and self.faults.needs_body(service, operation):
+        if not body and (self.faults.needs_body(service, operation) or names_table(service, operation)):
             body = _buffer_body(environ)
         fault = self.faults.take(service, operation, body)
+        table = table_of(body) if names_table(service, operation) else None
         # Logged before any hold: a held request is visible in the log while it is in flight.
-        self.requests.record(service, operation, fault.mark if fault else None)
+        self.requests.record(service, operation, fault.mark if fault else None, table)
         if fault is not None and fault.delay_ms > 0:
             time.sleep(fault.delay_ms / 1000)
         if fault is not None and fault.error is not None:

@@ -6,6 +6,7 @@ product claims it did.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from typing import Any, TypedDict
@@ -17,6 +18,9 @@ from moto.core.routing import get_service_router
 # SigV4 signing names that differ from the boto3 client name callers know the service by.
 _SIGNING_TO_CLIENT = {"monitoring": "cloudwatch", "email": "ses", "states": "stepfunctions"}
 DEFAULT_LIMIT = 200_000
+# Single-item DynamoDB calls name one table at the top of their body; the log keeps it so a count can
+# tell the handlers' stats-table updates from their writes to the user table.
+TABLE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "GetItem"})
 
 
 class RequestEntry(TypedDict):
@@ -24,6 +28,7 @@ class RequestEntry(TypedDict):
     service: str
     operation: str
     fault: str | None
+    table: str | None
 
 
 def signing_service(environ: dict[str, Any]) -> str | None:
@@ -75,6 +80,20 @@ def identify(environ: dict[str, Any], body: bytes) -> tuple[str, str]:
     return service or "unknown", f"{environ.get('REQUEST_METHOD', '?')} {environ.get('PATH_INFO', '')}"
 
 
+def names_table(service: str, operation: str) -> bool:
+    return service == "dynamodb" and operation in TABLE_OPERATIONS
+
+
+def table_of(body: bytes) -> str | None:
+    """`TableName` of a JSON-protocol request body, or None when it has none (or is not JSON)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    name = document.get("TableName") if isinstance(document, dict) else None
+    return name if isinstance(name, str) else None
+
+
 class RequestLog:
     """Bounded, thread-safe log; `seq` keeps counting past the bound so `since` paging stays exact."""
 
@@ -83,11 +102,19 @@ class RequestLog:
         self._seq = 0
         self._lock = threading.Lock()
 
-    def record(self, service: str, operation: str, fault: str | None = None) -> None:
+    def record(
+        self, service: str, operation: str, fault: str | None = None, table: str | None = None
+    ) -> None:
         with self._lock:
             self._seq += 1
             self._entries.append(
-                {"seq": self._seq, "service": service, "operation": operation, "fault": fault}
+                {
+                    "seq": self._seq,
+                    "service": service,
+                    "operation": operation,
+                    "fault": fault,
+                    "table": table,
+                }
             )
 
     def since(self, seq: int = 0) -> list[RequestEntry]:

@@ -81,6 +81,28 @@ def test_request_log_counts_every_operation_by_service(regions: Regions) -> None
     assert regions.sg.requests() == []  # the other region saw none of it
 
 
+def test_request_log_names_the_table_of_single_item_calls(regions: Regions) -> None:
+    region = regions.cn
+    ddb = region.client("dynamodb")
+    _table(ddb, "named-a")
+    _table(ddb, "named-b")
+    last = region.requests()[-1]["seq"]
+    ddb.put_item(TableName="named-a", Item={"pk": {"S": "1"}})
+    ddb.update_item(
+        TableName="named-b",
+        Key={"pk": {"S": "1"}},
+        UpdateExpression="ADD n :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
+    ddb.scan(TableName="named-a")  # not a single-item call: no table logged
+
+    logged = [(e["operation"], e["table"]) for e in region.requests(since=last)]
+    assert logged == [("PutItem", "named-a"), ("UpdateItem", "named-b"), ("Scan", None)]
+    # moto still read the body the log looked into: the update happened.
+    item = ddb.get_item(TableName="named-b", Key={"pk": {"S": "1"}}, ConsistentRead=True)["Item"]
+    assert item["n"] == {"N": "1"}
+
+
 def test_fault_answers_the_next_matching_call_with_the_aws_error(regions: Regions) -> None:
     region = regions.sg
     ddb = region.client("dynamodb", retries=1)

@@ -185,6 +185,7 @@ def test_goals_are_judged_from_the_figures() -> None:
                     "sg->cn": direction(300.0, 3.0, 1.5, 0.9),
                 },
                 "calls": {"dynamodb:UpdateItem": 20, "kinesis:PutRecords": 20},
+                "stats_updates": 20,
                 "changes": 10000,
             },
             "naive": {
@@ -199,3 +200,7 @@ def test_goals_are_judged_from_the_figures() -> None:
     assert judged["<= 1.01 target-table writes per change"] is True
     assert judged["<= 1 stats update per batch"] is True
     assert judged["Kinesis calls per change <= 1/400 at full batches"] is True
+
+    document["phases"]["ours"]["stats_updates"] = 21  # one more than the 20 invocations
+    judged = {goal["goal"]: goal["met"] for goal in report.goals(document)}
+    assert judged["<= 1 stats update per batch"] is False

@@ -16,10 +16,24 @@ def request_mark(endpoint: str) -> int:
     return max((int(e["seq"]) for e in entries), default=0)
 
 
-def requests_since(endpoint: str, mark: int) -> Counter[str]:
-    """`service:Operation` -> requests the region served after `mark` (retries and faults included)."""
+def requests_since(endpoint: str, mark: int) -> list[dict[str, Any]]:
+    """The launcher's log entries for what the region served after `mark` (retries and faults too)."""
     entries = http_json(f"{endpoint}/_ddbbridge/requests?since={mark}", timeout=60.0)
-    return Counter(f"{e['service']}:{e['operation']}" for e in entries if int(e["seq"]) > mark)
+    return [e for e in entries if int(e["seq"]) > mark]
+
+
+def by_api(entries: list[dict[str, Any]]) -> Counter[str]:
+    """`service:Operation` -> how many of `entries` called it."""
+    return Counter(f"{e['service']}:{e['operation']}" for e in entries)
+
+
+def updates_of(entries: list[dict[str, Any]], tables: set[str]) -> int:
+    """DynamoDB UpdateItem calls on one of `tables` (the log names the table of single-item calls)."""
+    return sum(
+        1
+        for e in entries
+        if e["service"] == "dynamodb" and e["operation"] == "UpdateItem" and e.get("table") in tables
+    )
 
 
 @dataclass(frozen=True)

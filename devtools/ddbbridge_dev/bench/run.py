@@ -37,7 +37,14 @@ from ddbbridge_dev.bench.ceiling import put_item_ceiling
 from ddbbridge_dev.bench.cpu import CpuSampler
 from ddbbridge_dev.bench.lag import lag_summary, match_versions, throughput, timeline
 from ddbbridge_dev.bench.machine import machine_info
-from ddbbridge_dev.bench.observe import invocations_since, log_offset, request_mark, requests_since
+from ddbbridge_dev.bench.observe import (
+    by_api,
+    invocations_since,
+    log_offset,
+    request_mark,
+    requests_since,
+    updates_of,
+)
 from ddbbridge_dev.bench.profile import Profiler
 from ddbbridge_dev.bench.settings import BenchSettings
 from ddbbridge_dev.bench.streams import StreamChange, read_stream
@@ -243,8 +250,12 @@ class Bench:
         cpu = sampler.stop()
         profile = profiler.stop() if profiler is not None else None
         served: Counter[str] = Counter()
+        stats_tables = {SideNames(manifest.name, side.name).stats_table for side in manifest.spec.regions}
+        stats_updates = 0
         for region in regions:
-            served.update(requests_since(self.local(region), marks[region]))
+            entries = requests_since(self.local(region), marks[region])
+            served.update(by_api(entries))
+            stats_updates += updates_of(entries, stats_tables)
         own: Counter[str] = Counter()
         for counter in self.counters.values():
             own.update({f"{service}:{operation}": n for (service, operation), n in counter.counts.items()})
@@ -276,6 +287,7 @@ class Bench:
             streams=streams,
             served=served,
             own=own,
+            stats_updates=stats_updates,
             cpu=cpu,
             invocations={name: inv.to_json() for name, inv in invocations.items()},
             stats=self.stats(manifest),
@@ -320,6 +332,7 @@ def phase_document(
     streams: dict[str, list[StreamChange]],
     served: Counter[str],
     own: Counter[str],
+    stats_updates: int,
     cpu: dict[str, float],
     invocations: dict[str, dict[str, Any]],
     stats: dict[str, Any],
@@ -373,6 +386,7 @@ def phase_document(
         "changes": changes_total,
         "calls": calls,
         "calls_per_change": {api: round(n / changes_total, 4) for api, n in calls.items() if changes_total},
+        "stats_updates": stats_updates,  # UpdateItem calls on the pair's stats tables (served)
         "cpu_s": cpu,
         "invocations": invocations,
         "handler_stats": stats,

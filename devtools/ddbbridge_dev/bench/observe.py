@@ -27,6 +27,11 @@ def by_api(entries: list[dict[str, Any]]) -> Counter[str]:
     return Counter(f"{e['service']}:{e['operation']}" for e in entries)
 
 
+def by_table(entries: list[dict[str, Any]]) -> Counter[str]:
+    """`Operation table` -> single-item DynamoDB calls per table (the log names their table)."""
+    return Counter(f"{e['operation']} {e['table']}" for e in entries if e.get("table"))
+
+
 def updates_of(entries: list[dict[str, Any]], tables: set[str]) -> int:
     """DynamoDB UpdateItem calls on one of `tables` (the log names the table of single-item calls)."""
     return sum(

@@ -39,6 +39,7 @@ from ddbbridge_dev.bench.lag import lag_summary, match_versions, throughput, tim
 from ddbbridge_dev.bench.machine import machine_info
 from ddbbridge_dev.bench.observe import (
     by_api,
+    by_table,
     invocations_since,
     log_offset,
     request_mark,
@@ -252,9 +253,11 @@ class Bench:
         served: Counter[str] = Counter()
         stats_tables = {SideNames(manifest.name, side.name).stats_table for side in manifest.spec.regions}
         stats_updates = 0
+        tables: Counter[str] = Counter()
         for region in regions:
             entries = requests_since(self.local(region), marks[region])
             served.update(by_api(entries))
+            tables.update(by_table(entries))
             stats_updates += updates_of(entries, stats_tables)
         own: Counter[str] = Counter()
         for counter in self.counters.values():
@@ -288,6 +291,7 @@ class Bench:
             served=served,
             own=own,
             stats_updates=stats_updates,
+            tables=tables,
             cpu=cpu,
             invocations={name: inv.to_json() for name, inv in invocations.items()},
             stats=self.stats(manifest),
@@ -333,6 +337,7 @@ def phase_document(
     served: Counter[str],
     own: Counter[str],
     stats_updates: int,
+    tables: Counter[str],
     cpu: dict[str, float],
     invocations: dict[str, dict[str, Any]],
     stats: dict[str, Any],
@@ -387,6 +392,8 @@ def phase_document(
         "calls": calls,
         "calls_per_change": {api: round(n / changes_total, 4) for api, n in calls.items() if changes_total},
         "stats_updates": stats_updates,  # UpdateItem calls on the pair's stats tables (served)
+        # Served single-item calls by table, the bench's own included (they are not told apart here).
+        "single_item_calls_by_table": dict(sorted(tables.items())),
         "cpu_s": cpu,
         "invocations": invocations,
         "handler_stats": stats,

@@ -6,7 +6,7 @@ A measurement, not a test (figures are printed, never asserted). One run:
 2. creates a hash-only user table per region, writes a pair manifest and runs `reconcile`;
 3. loads both regions at once (`ddbbridge load` machinery, shared-key share as given) while sampling
    each applier's `replicated_count` item in the stats tables;
-4. after the load stops, waits until the appliers' counters stop moving (drained), then until
+4. after the load stops, waits until the senders' and appliers' counters stop moving (drained), then until
    `verify` finds the tables equal;
 5. prints the figures (text, or JSON with -o json) and stops everything it started.
 
@@ -42,7 +42,7 @@ from ddbbridge_dev import environment
 PAIR = "run"
 SIDES = {"cn": "cn-north-1", "sg": "ap-southeast-1"}
 SAMPLE_SECONDS = 0.5
-QUIET_SECONDS = 10.0  # no applier progress for this long = drained
+QUIET_SECONDS = 10.0  # no sender or applier progress for this long = drained
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Direction:
     target: str
     samples: list[tuple[float, int, int]] = field(default_factory=list)  # (t, received, applied)
     last_batch_at: float | None = None  # epoch seconds of the applier's last batch
+    sender_received: int = 0  # records the source's sender has taken from its stream so far
 
     def summary(self, load_started: float, load_stopped: float) -> dict[str, Any]:
         received = self.samples[-1][1] if self.samples else 0
@@ -78,11 +79,17 @@ class Direction:
 
 
 def wait_until_quiet(directions: dict[str, Direction], quiet_seconds: float, deadline: float) -> None:
-    """Until no direction's received count has moved for `quiet_seconds` (or the deadline)."""
+    """Until no sender's and no applier's received count has moved for `quiet_seconds` (or the
+    deadline). Appliers alone are not enough: they go quiet between batches while a sender still
+    works through its stream backlog."""
     last_counts: tuple[int, ...] | None = None
     last_change = time.monotonic()
     while time.monotonic() < deadline:
-        counts = tuple(d.samples[-1][1] if d.samples else 0 for d in directions.values())
+        counts = tuple(
+            count
+            for d in directions.values()
+            for count in (d.samples[-1][1] if d.samples else 0, d.sender_received)
+        )
         now = time.monotonic()
         if counts != last_counts:
             last_counts, last_change = counts, now
@@ -95,16 +102,24 @@ def stats_reader(side: str, endpoint: str) -> Any:
     client = boto3.client("dynamodb", region_name=SIDES[side], endpoint_url=endpoint)
     table = SideNames(PAIR, side).stats_table
 
-    def read() -> tuple[int, int, float | None]:
+    def counters(item_name: str) -> dict[str, str]:
         item = (
-            client.get_item(TableName=table, Key={"PK": {"S": "replicated_count"}}, ConsistentRead=True).get(
-                "Item"
-            )
+            client.get_item(TableName=table, Key={"PK": {"S": item_name}}, ConsistentRead=True).get("Item")
             or {}
         )
-        number = {name: value["N"] for name, value in item.items() if "N" in value}
+        return {name: value["N"] for name, value in item.items() if "N" in value}
+
+    def read() -> tuple[int, int, float | None, int]:
+        """(applier received, applier applied, applier's last batch, this side's sender received)"""
+        number = counters("replicated_count")
         last = int(number["last_batch_at"]) / 1000 if "last_batch_at" in number else None
-        return int(number.get("received", 0)), int(number.get("applied", 0)), last
+        sent = counters("sent_count")
+        return (
+            int(number.get("received", 0)),
+            int(number.get("applied", 0)),
+            last,
+            int(sent.get("received", 0)),
+        )
 
     return read
 
@@ -168,11 +183,13 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             now = time.time()
             for side, read in readers.items():
                 try:
-                    received, applied, last = read()
+                    received, applied, last, sender_received = read()
                 except Exception:  # a busy emulator: skip this sample
                     continue
                 directions[side].samples.append((now, received, applied))
                 directions[side].last_batch_at = last
+                # This side's sender feeds the other direction.
+                directions[directions[side].source].sender_received = sender_received
             stop.wait(SAMPLE_SECONDS)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -1,4 +1,5 @@
-"""Measure one emulator: PutItem/s, and TransactWriteItems/s plus resident memory at N items.
+"""Measure one emulator: PutItem/s; TransactWriteItems/s plus resident memory at N items; and the
+time one 1,000-item read page takes (a DynamoDB Streams GetRecords page and a Scan page).
 
     python -m ddbbridge_dev.measure_emulator                 # starts our launcher and a plain moto_server
     python -m ddbbridge_dev.measure_emulator --items 20000 --seconds 10
@@ -82,6 +83,37 @@ def _table(ddb: Any, name: str) -> None:
     )
 
 
+def _user(n: int) -> dict[str, Any]:
+    """An item shaped like the load generator's users: strings, a number, binary, a set, a map."""
+    return {
+        "pk": {"S": f"i{n}"},
+        "v": {"N": "1"},
+        "name": {"S": f"user {n}"},
+        "avatar": {"B": n.to_bytes(4, "big")},
+        "tags": {"SS": ["a", f"t{n % 7}"]},
+        "profile": {"M": {"city": {"S": "Beijing"}, "scores": {"L": [{"N": "1"}, {"N": str(n)}]}}},
+    }
+
+
+def _read_pages(ddb: Any, table: str) -> tuple[float, float]:
+    """Seconds for one 1,000-record stream page and one 1,000-item scan page of `table`."""
+    streams = boto3.client(
+        "dynamodbstreams", region_name=REGION, endpoint_url=ddb.meta.endpoint_url,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+        "ShardIterator"
+    ]
+    began = time.monotonic()
+    streams.get_records(ShardIterator=iterator, Limit=1000)
+    stream_page = time.monotonic() - began
+    began = time.monotonic()
+    ddb.scan(TableName=table, Limit=1000)
+    return stream_page, time.monotonic() - began
+
+
 def _rate(seconds: float, threads: int, call: Any) -> float:
     """Calls per second over `seconds`, with `threads` concurrent callers (as loaders do)."""
     deadline = time.monotonic() + seconds
@@ -110,11 +142,9 @@ def measure(kind: str, url: str, pid: int, *, items: int, seconds: float, thread
 
     _table(clients[0], "big")
     for start in range(0, items, 25):
-        requests = [
-            {"PutRequest": {"Item": {"pk": {"S": f"i{n}"}, "v": {"N": "1"}}}}
-            for n in range(start, start + 25)
-        ]
+        requests = [{"PutRequest": {"Item": _user(n)}} for n in range(start, start + 25)]
         clients[0].batch_write_item(RequestItems={"big": requests})
+    stream_page_s, scan_page_s = _read_pages(clients[0], "big")
 
     def transact(worker: int, count: int) -> None:
         key = f"i{(worker * 7919 + count) % items}"
@@ -138,6 +168,8 @@ def measure(kind: str, url: str, pid: int, *, items: int, seconds: float, thread
         "put_item_per_s": round(put_rate, 1),
         "transact_write_items_per_s": round(transact_rate, 1),
         "items_in_table": items,
+        "stream_page_1000_s": round(stream_page_s, 3),
+        "scan_page_1000_s": round(scan_page_s, 3),
         "rss_mib_after": round(rss_mib, 1),
         "threads": threads,
     }

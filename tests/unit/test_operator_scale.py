@@ -167,6 +167,24 @@ def test_markdown_shows_passes_errors_and_apis() -> None:
     assert "30s:2" in text
 
 
+def test_publish_copies_the_run_into_docs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddbbridge_dev.bench.operator_scale import write_outputs  # noqa: PLC0415
+
+    monkeypatch.setenv("DDBBRIDGE_PROJECT_ROOT", str(tmp_path / "checkout"))
+    document = {
+        "settings": {"pairs": 3, "health_interval": 60, "runner": False},
+        "machine": {"nproc": 2, "cpu_model": "cpu", "load_average_at_start": [1, 1, 1], "started_utc": "t"},
+        "ready_series": [[0.0, 3]],
+    }
+    written = write_outputs(document, tmp_path / "results", publish=True)
+
+    docs = tmp_path / "checkout" / "docs" / "bench"
+    assert written[2:] == [docs / "operator-scale-3.json", docs / "operator-scale-3.md"]
+    assert (docs / "operator-scale-3.md").read_text(encoding="utf-8") == written[1].read_text(
+        encoding="utf-8"
+    )
+
+
 def test_handler_cpu_per_thousand_records_by_role() -> None:
     from ddbbridge_dev.bench.handler_profile import per_thousand  # noqa: PLC0415
 

@@ -475,7 +475,7 @@ def write_outputs(document: dict[str, Any], out: Path, publish: bool) -> list[Pa
     if publish:
         docs = state.project_root() / DOCS
         docs.mkdir(parents=True, exist_ok=True)
-        for path, suffix in zip(written, ("json", "md"), strict=True):
+        for path, suffix in zip(written[:2], ("json", "md"), strict=True):
             target = docs / f"operator-scale-{pairs}.{suffix}"
             shutil.copyfile(path, target)
             written.append(target)

@@ -8,7 +8,8 @@ the region's single DynamoDB lock, so one stream page or scan page stalls every 
 An attribute value as moto holds it is already the wire form except for binaries (raw bytes that
 the serializer base64-encodes). `attribute_value` produces exactly what the generic path produces
 (`tests/unit/test_moto_fast_items.py` compares the two on generated values), in one pass. Anything
-it does not recognise (not a plain dict, an unknown member) goes to moto's own path unchanged.
+it does not recognise (not a plain dict, an unknown member, an empty map key) goes to moto's own path
+unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from moto.core.serialize import BaseJSONSerializer
 SHAPE_NAME = "AttributeValue"
 _STRINGS = ("S", "N")
 _STRING_SETS = ("SS", "NS")
-_AS_IS = ("NULL", "BOOL")  # booleans: the JSON serializer writes them unchanged
 MEMBERS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
 
 
@@ -62,7 +62,7 @@ def attribute_value(value: Any, encode_blob: Callable[[Any], str]) -> dict[str, 
             out[name] = [
                 None if nested is None else attribute_value(nested, encode_blob) for nested in member
             ]
-        else:
+        else:  # NULL and BOOL: moto's JSON serializer writes booleans unchanged
             out[name] = member
     return out
 

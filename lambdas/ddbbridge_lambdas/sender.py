@@ -587,7 +587,7 @@ def _build() -> Sender:
             config.credentials_ttl_seconds,
         )
     # The local session's client factory: a second boto3 session would parse the models again
-    # (+0.13 s CPU and +8 MiB per cold start, docs/bench/profiling.md).
+    # (+0.14 s CPU and +7 MiB per cold start, docs/bench/profiling.md).
     peer = PeerKinesis(config, session.client, credentials)
     return Sender(config, dynamodb, sqs, peer)
 

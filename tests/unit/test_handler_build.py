@@ -1,5 +1,5 @@
 """A cold start builds each handler's clients from ONE boto3 session: a second session parses the
-service models again (+0.13 s CPU and +7 MiB per sender cold start, docs/bench/profiling.md)."""
+service models again (+0.14 s CPU and +7 MiB per sender cold start, docs/bench/profiling.md)."""
 
 from __future__ import annotations
 

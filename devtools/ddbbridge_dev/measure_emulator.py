@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import psutil
@@ -30,10 +30,10 @@ from ddbbridge_dev import processes
 REGION = "ap-southeast-1"
 
 
-def _client(url: str) -> Any:
+def _client(url: str, service: Literal["dynamodb", "dynamodbstreams"] = "dynamodb") -> Any:
     config = Config(retries={"total_max_attempts": 1}, max_pool_connections=16)
     return boto3.client(
-        "dynamodb", region_name=REGION, endpoint_url=url, config=config,
+        service, region_name=REGION, endpoint_url=url, config=config,
         aws_access_key_id="testing", aws_secret_access_key="testing",
     )  # fmt: skip
 
@@ -97,10 +97,7 @@ def _user(n: int) -> dict[str, Any]:
 
 def _read_pages(ddb: Any, table: str) -> tuple[float, float]:
     """Seconds for one 1,000-record stream page and one 1,000-item scan page of `table`."""
-    streams = boto3.client(
-        "dynamodbstreams", region_name=REGION, endpoint_url=ddb.meta.endpoint_url,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+    streams = _client(ddb.meta.endpoint_url, "dynamodbstreams")
     arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[

@@ -9,24 +9,9 @@ from typing import Any
 import boto3
 import pytest
 
+from ddbbridge_dev.bench.cold_start import HANDLER_CONFIG
 from ddbbridge_lambdas import applier, sender
 from ddbbridge_lambdas.config import ENV_VAR
-
-CONFIG = {
-    "pair": "users",
-    "local_region_name": "cn",
-    "local_region": "cn-north-1",
-    "peer_region_name": "sg",
-    "peer_region": "ap-southeast-1",
-    "table_name": "users-cn",
-    "ledger_table": "ledger",
-    "stats_table": "stats",
-    "dead_letter_queue_url": "http://127.0.0.1:9/queue/dlq",
-    "peer_stream_name": "to-sg",
-    "peer_access_key_parameter": "/users/access-key-id",
-    "peer_secret_key_parameter": "/users/secret-access-key",
-    "key_schema": [{"name": "PK", "type": "S"}],
-}
 
 
 @pytest.fixture
@@ -39,7 +24,7 @@ def sessions(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
             created.append(self)
 
     monkeypatch.setattr(boto3.session, "Session", CountedSession)
-    monkeypatch.setenv(ENV_VAR, json.dumps(CONFIG))
+    monkeypatch.setenv(ENV_VAR, json.dumps(HANDLER_CONFIG))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
     return created

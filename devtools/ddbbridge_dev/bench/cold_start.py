@@ -24,8 +24,8 @@ from ddbbridge_lambdas import applier, config, sender
 
 ROLES = ("sender", "applier")
 
-# A complete handler configuration; the endpoints are never contacted.
-_CONFIG = {
+# A complete handler configuration (SSM-key peer credentials); the endpoints are never contacted.
+HANDLER_CONFIG = {
     "pair": "cold-start",
     "local_region_name": "cn",
     "local_region": "cn-north-1",
@@ -52,7 +52,7 @@ def probe(role: str) -> dict[str, float]:
     """In this (fresh) process: build the handler's runtime once and measure it."""
     os.environ.update(
         {
-            config.ENV_VAR: json.dumps(_CONFIG),
+            config.ENV_VAR: json.dumps(HANDLER_CONFIG),
             "AWS_ACCESS_KEY_ID": "cold-start",
             "AWS_SECRET_ACCESS_KEY": "cold-start",
         }

@@ -32,15 +32,6 @@ def by_table(entries: list[dict[str, Any]]) -> Counter[str]:
     return Counter(f"{e['operation']} {e['table']}" for e in entries if e.get("table"))
 
 
-def updates_of(entries: list[dict[str, Any]], tables: set[str]) -> int:
-    """DynamoDB UpdateItem calls on one of `tables` (the log names the table of single-item calls)."""
-    return sum(
-        1
-        for e in entries
-        if e["service"] == "dynamodb" and e["operation"] == "UpdateItem" and e.get("table") in tables
-    )
-
-
 @dataclass(frozen=True)
 class Invocations:
     count: int

@@ -44,7 +44,6 @@ from ddbbridge_dev.bench.observe import (
     log_offset,
     request_mark,
     requests_since,
-    updates_of,
 )
 from ddbbridge_dev.bench.profile import Profiler
 from ddbbridge_dev.bench.settings import BenchSettings
@@ -251,14 +250,15 @@ class Bench:
         cpu = sampler.stop()
         profile = profiler.stop() if profiler is not None else None
         served: Counter[str] = Counter()
-        stats_tables = {SideNames(manifest.name, side.name).stats_table for side in manifest.spec.regions}
-        stats_updates = 0
         tables: Counter[str] = Counter()
         for region in regions:
             entries = requests_since(self.local(region), marks[region])
             served.update(by_api(entries))
             tables.update(by_table(entries))
-            stats_updates += updates_of(entries, stats_tables)
+        stats_updates = sum(
+            tables[f"UpdateItem {SideNames(manifest.name, side.name).stats_table}"]
+            for side in manifest.spec.regions
+        )
         own: Counter[str] = Counter()
         for counter in self.counters.values():
             own.update({f"{service}:{operation}": n for (service, operation), n in counter.counts.items()})

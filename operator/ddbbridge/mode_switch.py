@@ -12,7 +12,7 @@ accessKey). No state is kept anywhere: both moments are read from IAM. Per inbou
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import botocore.exceptions
@@ -35,8 +35,6 @@ def retire_other_mode(
     now: datetime,
 ) -> list[str]:
     """Remove what is due; return what still waits for its overlap (for status), empty otherwise."""
-    # The new mode's identity may have been created by this very run, after `now` was taken.
-    now = max(now, datetime.now(UTC))
     if want.inbound_mode == CredentialsMode.FEDERATION.value:
         return _retire_access_key(ctx, peer_ctx, want, overlap, now)
     return _retire_federation(ctx, want, key_created, overlap, now)
@@ -53,7 +51,7 @@ def _retire_access_key(
         return []
     role = _get(iam.get_role, RoleName=want.federated_writer.name)
     since = role["Role"]["CreateDate"] if role else None
-    if since is None or now - since < overlap:
+    if since is None or _elapsed(since, now) < overlap:
         return [
             _waiting(f"user/{want.peer_writer.name} and its key in {peer_ctx.side}'s SSM", since, overlap)
         ]
@@ -68,10 +66,17 @@ def _retire_federation(
     role = _get(ctx.client("iam").get_role, RoleName=want.federated_writer.name)
     if role is None:
         return []
-    if key_created is None or now - key_created < overlap:
+    if key_created is None or _elapsed(key_created, now) < overlap:
         return [_waiting(f"role/{want.federated_writer.name}", key_created, overlap)]
     delete_federated_role(ctx, want.federated_writer.name)
     return []
+
+
+def _elapsed(since: datetime, now: datetime) -> timedelta:
+    # The new mode's identity may have been created by this very run, after `now` was taken: it is
+    # then zero time old, never a negative age (an overlap of zero retires at once). No clock is read
+    # here, so a caller's `now` alone decides.
+    return max(now - since, timedelta(0))
 
 
 def _waiting(what: str, since: datetime | None, overlap: timedelta) -> str:

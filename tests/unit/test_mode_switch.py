@@ -199,3 +199,19 @@ def test_federation_identities_go_after_the_overlap_and_a_shared_provider_stays(
     }
     assert retire_other_mode(ctx, peer_ctx, want, key_created=old, overlap=OVERLAP, now=NOW) == []
     assert iam.calls[-2:] == [f"DeleteRole {want.federated_writer.name}", "DeleteOpenIDConnectProvider"]
+
+
+def test_an_identity_created_after_now_is_zero_time_old_and_no_clock_is_read() -> None:
+    want = plan("federation")
+    parameters = [want.names.access_key_parameter, want.names.secret_key_parameter]
+    iam, ssm = FakeIam(), FakeSsm(parameters)
+    iam.users[want.peer_writer.name] = ["AKIAOLD"]
+    # The role was created by this very run, after its `now` was taken; the decision uses `now` only
+    # (this NOW lies in the past of the machine's clock, which must not count).
+    iam.roles[want.federated_writer.name] = {"CreateDate": NOW + timedelta(seconds=5)}
+    ctx, peer_ctx = contexts(iam, ssm)
+    assert retire_other_mode(ctx, peer_ctx, want, key_created=None, overlap=OVERLAP, now=NOW)
+    assert iam.calls == []
+    # With no overlap it goes at once, in the same run.
+    assert retire_other_mode(ctx, peer_ctx, want, key_created=None, overlap=timedelta(0), now=NOW) == []
+    assert iam.calls == ["DeleteAccessKey AKIAOLD", f"DeleteUser {want.peer_writer.name}"]

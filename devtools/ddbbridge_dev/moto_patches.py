@@ -18,12 +18,14 @@ from itertools import islice
 from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import StreamRecord, StreamShard
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.kinesis.models import KinesisBackend, Shard, Stream
 from moto.kinesis.utils import compose_shard_iterator, decompose_shard_iterator
+from moto.utilities.utils import md5_hash
 
 from ddbbridge_dev import federation, moto_fast_items, moto_transactions
 
@@ -208,6 +210,21 @@ def _expire_stream_iterators() -> None:
     _replace(DynamoDBStreamsBackend, "get_records", get_records)
 
 
+def _segment_binary_hash_keys() -> None:
+    def is_within_segment(self: Item, segments: tuple[None, None] | tuple[int, int]) -> bool:
+        # moto hashes the hash key's text to pick its segment; a binary hash key holds bytes, and
+        # `.encode` on them raised, so a parallel Scan of such a table answered 500. Bytes are hashed
+        # as they are; text exactly as moto does, so every other table keeps its segments.
+        segment, total_segments = segments
+        if segment is None or total_segments is None:
+            return True
+        value = self.hash_key.value
+        raw = value if isinstance(value, bytes) else str(value).encode("utf8")
+        return bool(md5_hash(raw).digest()[0] % total_segments == segment)
+
+    _replace(Item, "is_within_segment", is_within_segment)
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch(
         "esm-invocation-off",
@@ -257,6 +274,12 @@ PATCHES: tuple[Patch, ...] = (
         "returned, under the DynamoDB lock): a 1,000-record stream page held every write in the "
         "region for seconds; written in one pass with the same output",
         moto_fast_items.install,
+    ),
+    Patch(
+        "segments-of-binary-hash-keys",
+        "a parallel (segmented) Scan of a table whose hash key is binary answers 500: moto calls "
+        "`.encode` on the key's bytes to pick the segment",
+        _segment_binary_hash_keys,
     ),
     Patch(
         "stream-iterators-expire",

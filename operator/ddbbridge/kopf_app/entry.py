@@ -19,6 +19,7 @@ from ddbbridge.key_rotation import DEFAULT_OVERLAP
 from ddbbridge.kopf_app import handlers  # importing registers the handlers with kopf
 from ddbbridge.kopf_app.credentials import kubernetes_secret_reader
 from ddbbridge.kopf_app.lifecycle import Deps
+from ddbbridge.kopf_app.memory import limit_malloc_arenas
 from ddbbridge.kopf_app.settings import (
     DEFAULT_LIVENESS_PORT,
     DEFAULT_METRICS_PORT,
@@ -114,6 +115,7 @@ class _QuietTimer(logging.Filter):
 
 def run(args: argparse.Namespace) -> int:
     options = options_from(args)
+    limit_malloc_arenas()  # before kopf starts its threads
     log_format = {
         "json": kopf.LogFormat.JSON,
         "plain": kopf.LogFormat.PLAIN,

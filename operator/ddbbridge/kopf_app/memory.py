@@ -4,7 +4,7 @@ glibc gives threads their own malloc arenas (up to 8 per core) and keeps memory 
 that arena's later use. The reconcile thread pool (settings.DEFAULT_WORKERS threads, each parsing
 AWS responses) grew the operator's RSS that way without holding more data. Two arenas keep lock
 contention low and the memory shared. `make bench-operator PAIRS=100` measured the peak RSS at
-143.1 MiB with glibc's default and 127.7 MiB with two arenas (docs/bench/profiling.md).
+143.1 MiB with glibc's default and 127.7-130.2 MiB with two arenas (docs/bench/profiling.md).
 """
 
 from __future__ import annotations

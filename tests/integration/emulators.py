@@ -83,20 +83,29 @@ def launcher_fixes(reason: str) -> pytest.MarkDecorator:
 # --- scenarios -----------------------------------------------------------------------------------
 
 
-def create_stream_table(ddb: Any, name: str, range_key: bool = False) -> str:
-    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    attributes = [{"AttributeName": "pk", "AttributeType": "S"}]
-    if range_key:
-        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
-        attributes.append({"AttributeName": "sk", "AttributeType": "S"})
-    table = ddb.create_table(
-        TableName=name,
-        KeySchema=schema,
-        AttributeDefinitions=attributes,
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+def create_keyed_table(ddb: Any, name: str, key: dict[str, str], stream: bool = True) -> dict[str, Any]:
+    """A pay-per-request table keyed by `key` (attribute -> type: the hash key, then the range key),
+    with a NEW_AND_OLD_IMAGES stream unless `stream` is false; returns its description."""
+    kinds = ("HASH", "RANGE")
+    extra = (
+        {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}}
+        if stream
+        else {}
     )
-    arn: str = table["TableDescription"]["LatestStreamArn"]
+    created = ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": a, "KeyType": k} for a, k in zip(key, kinds, strict=False)],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in key.items()],
+        BillingMode="PAY_PER_REQUEST",
+        **extra,
+    )
+    description: dict[str, Any] = created["TableDescription"]
+    return description
+
+
+def create_stream_table(ddb: Any, name: str, range_key: bool = False) -> str:
+    key = {"pk": "S", "sk": "S"} if range_key else {"pk": "S"}
+    arn: str = create_keyed_table(ddb, name, key)["LatestStreamArn"]
     return arn
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fixtures.regions import CN
 from tests.integration import emulators
-from tests.integration.emulators import Emulator, StreamReader, launcher_fixes
+from tests.integration.emulators import Emulator, StreamReader, create_keyed_table, launcher_fixes
 
 emulator = emulators.emulator  # fixtures, used by name
 plain_moto = emulators.plain_moto
@@ -22,19 +22,8 @@ RAW_KEY = b"k\x00\xff binary"
 @launcher_fixes("stream Keys hold base64 of the base64 text of a binary key")
 def test_stream_keys_of_a_binary_key_are_the_raw_bytes(emulator: Emulator) -> None:
     ddb = emulator.client("dynamodb", CN)
-    created = ddb.create_table(
-        TableName="binary-keys",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}, {"AttributeName": "at", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "id", "AttributeType": "B"},
-            {"AttributeName": "at", "AttributeType": "B"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    reader = StreamReader.open(
-        emulator.client("dynamodbstreams", CN), created["TableDescription"]["LatestStreamArn"]
-    )
+    created = create_keyed_table(ddb, "binary-keys", {"id": "B", "at": "B"})
+    reader = StreamReader.open(emulator.client("dynamodbstreams", CN), created["LatestStreamArn"])
     key = {"id": {"B": RAW_KEY}, "at": {"B": b"\x01"}}
     ddb.put_item(TableName="binary-keys", Item={**key, "v": {"S": "1"}})
     ddb.delete_item(TableName="binary-keys", Key=key)

@@ -17,6 +17,7 @@ from tests.integration.emulators import (
     Emulator,
     StreamReader,
     create_function,
+    create_keyed_table,
     create_stream_table,
     launcher_fixes,
 )
@@ -199,15 +200,7 @@ def test_managed_policy_exists_in_each_partition(emulator: Emulator, region: str
 @launcher_fixes("a segmented Scan of a table with a binary hash key answers 500 (`.encode` on bytes)")
 def test_parallel_scan_of_a_binary_hash_key_table_returns_every_item_once(emulator: Emulator) -> None:
     ddb = emulator.client("dynamodb", SG, retries=1)
-    ddb.create_table(
-        TableName="binary-hash",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}, {"AttributeName": "n", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "id", "AttributeType": "B"},
-            {"AttributeName": "n", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_keyed_table(ddb, "binary-hash", {"id": "B", "n": "N"}, stream=False)
     written = {(bytes([i, 0, 255 - i]), str(n)) for i in range(30) for n in range(2)}
     for raw, n in written:
         ddb.put_item(TableName="binary-hash", Item={"id": {"B": raw}, "n": {"N": n}})
